@@ -1,5 +1,7 @@
 //! chainup: a swupd-compatible, manifest-chained content updater with A/B core images.
 
+/// Compression detection, bounded readers and manifest tars.
+pub mod archive;
 /// The library's error type and exit codes.
 pub mod error;
 /// The swupd hash of a path or a stream.
