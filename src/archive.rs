@@ -176,6 +176,22 @@ pub fn header_meta(h: &tar::Header) -> io::Result<Meta> {
     })
 }
 
+/// The hash metadata of a tar entry and, for a symlink, its target (long targets from the
+/// GNU extension included).
+pub fn entry_meta<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<(Meta, Option<Vec<u8>>)> {
+    let mut meta = header_meta(entry.header())?;
+    if meta.kind != Kind::Symlink {
+        return Ok((meta, None));
+    }
+    let target = entry
+        .link_name_bytes()
+        .map(|t| t.into_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "symlink without a target"))?;
+    meta.size = target.len() as u64;
+    Ok((meta, Some(target)))
+}
+
 fn to_u32(v: u64) -> io::Result<u32> {
     u32::try_from(v)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "owner id out of range"))

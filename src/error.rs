@@ -123,11 +123,14 @@ impl Error {
         }
     }
 
-    /// An I/O error at `path`.
+    /// An I/O error at `path`; a full disk or quota becomes [`Error::DiskFull`].
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            path: path.into(),
-            source,
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull(path.into()),
+            _ => Error::Io {
+                path: path.into(),
+                source,
+            },
         }
     }
 }
@@ -140,12 +143,6 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| {
-            if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-                Error::DiskFull(path.into())
-            } else {
-                Error::io(path, e)
-            }
-        })
+        self.map_err(|e| Error::io(path, e))
     }
 }

@@ -1,0 +1,418 @@
+//! The chain of trust, one step per function: signature → MoM version → bundle manifest
+//! hash → file hash. Each step returns a type only this module can build, and the
+//! installer accepts only those types, so unverified bytes cannot reach the target.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::archive::{self, Bounded, TAR_SLACK};
+use crate::error::Subject;
+use crate::hash::{self, Hash, Hasher, Kind, Meta};
+use crate::manifest::{self, Entry, EntryType, Manifest};
+use crate::signature::TrustStore;
+use crate::source::{download_error, Source};
+use crate::version;
+use crate::{Error, Result};
+
+/// Largest signature file accepted.
+const MAX_SIG_BYTES: u64 = 1 << 20;
+/// Largest `latest` / `latest_version` file accepted.
+const MAX_VERSION_BYTES: u64 = 4096;
+
+/// How signatures are treated.
+pub enum Signatures {
+    /// Every MoM and `latest` must carry a valid signature chaining to this store.
+    Verify(TrustStore),
+    /// `--nosigcheck`: signatures are not checked (hashes still are).
+    Skip,
+}
+
+/// The verification chain over a content source and a version source.
+pub struct Chain {
+    content: Source,
+    versions: Source,
+    signatures: Signatures,
+    format: u32,
+}
+
+/// A Manifest-of-Manifests whose signature verified and whose version is the one asked for.
+#[derive(Debug)]
+pub struct VerifiedMom {
+    manifest: Manifest,
+}
+
+/// A bundle manifest whose hash matched its line in a verified MoM.
+#[derive(Debug)]
+pub struct VerifiedManifest {
+    name: String,
+    manifest: Manifest,
+}
+
+/// A fullfile in the staging area whose content and metadata hashed to its manifest hash.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    hash: Hash,
+    path: PathBuf,
+    meta: Meta,
+}
+
+impl VerifiedMom {
+    /// The MoM's version.
+    pub fn version(&self) -> u32 {
+        self.manifest.header.version
+    }
+
+    /// The signed build time (unix seconds).
+    pub fn timestamp(&self) -> u64 {
+        self.manifest.header.timestamp
+    }
+
+    /// The M line of a bundle.
+    pub fn bundle(&self, name: &str) -> Option<&Entry> {
+        self.manifest.entries.iter().find(|e| e.path == name)
+    }
+
+    /// All bundle lines.
+    pub fn bundles(&self) -> impl Iterator<Item = &Entry> {
+        self.manifest.entries.iter()
+    }
+}
+
+impl VerifiedManifest {
+    /// The bundle name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parsed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, manifest: Manifest) -> VerifiedManifest {
+        VerifiedManifest {
+            name: name.into(),
+            manifest,
+        }
+    }
+}
+
+impl StagedFile {
+    /// The verified hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// Where the verified object sits in the staging area.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its type, owner and mode, as hashed.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+impl Chain {
+    /// A chain over `content` (MoM, manifests, fullfiles) and `versions` (latest).
+    pub fn new(content: Source, versions: Source, signatures: Signatures, format: u32) -> Chain {
+        Chain {
+            content,
+            versions,
+            signatures,
+            format,
+        }
+    }
+
+    /// The content source.
+    pub fn content(&self) -> &Source {
+        &self.content
+    }
+
+    fn check_signature(&self, url: &str, data: &[u8], sig_rel: &str, source: &Source) -> Result<()> {
+        match &self.signatures {
+            Signatures::Skip => Ok(()),
+            Signatures::Verify(store) => {
+                let sig = source.fetch(sig_rel, MAX_SIG_BYTES)?;
+                store.verify(url, data, &sig)
+            }
+        }
+    }
+
+    /// Step 0: the newest version in our format, from the signed `latest` file.
+    pub fn latest(&self) -> Result<u32> {
+        self.signed_version(&format!("version/format{}/latest", self.format))
+    }
+
+    /// The newest version in any format, from the signed `latest_version` file.
+    pub fn latest_any_format(&self) -> Result<u32> {
+        self.signed_version("version/latest_version")
+    }
+
+    fn signed_version(&self, rel: &str) -> Result<u32> {
+        let url = self.versions.url(rel);
+        let text = self.versions.fetch(rel, MAX_VERSION_BYTES)?;
+        self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
+        version::parse_latest(&text, &url)
+    }
+
+    /// Step 1: the MoM of `version`, its signature checked, and its own `version:`
+    /// required to be the one asked for (a validly signed MoM of another release is a
+    /// mix-and-match attack).
+    pub fn mom(&self, version: u32) -> Result<VerifiedMom> {
+        let rel = format!("{version}/Manifest.MoM.tar");
+        let url = self.content.url(&rel);
+        let tar = self.content.fetch(&rel, manifest::MAX_MANIFEST_BYTES)?;
+        let file = archive::read_manifest_tar(&tar[..], "MoM", manifest::MAX_MANIFEST_BYTES)?;
+        let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
+        self.check_signature(&mom_url, &file.text, &format!("{version}/Manifest.MoM.sig"), &self.content)?;
+        let manifest = Manifest::parse(&file.text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
+            name: url.clone(),
+            source,
+        })?;
+        if manifest.header.version != version {
+            return Err(Error::Mom {
+                version,
+                reason: format!(
+                    "it says version {} (a signed MoM of another release: mix-and-match)",
+                    manifest.header.version
+                ),
+            });
+        }
+        Ok(VerifiedMom { manifest })
+    }
+
+    /// Step 2: a bundle manifest, whose swupd hash (text plus the metadata its tar
+    /// records) must equal the MoM's line for it.
+    pub fn manifest(&self, mom: &VerifiedMom, bundle: &str) -> Result<VerifiedManifest> {
+        let line = mom
+            .bundle(bundle)
+            .ok_or_else(|| Error::UnknownBundle(bundle.to_string()))?;
+        let rel = format!("{}/Manifest.{bundle}.tar", line.version);
+        let url = self.content.url(&rel);
+        let tar = self.content.fetch(&rel, manifest::MAX_MANIFEST_BYTES)?;
+        let file = archive::read_manifest_tar(&tar[..], bundle, manifest::MAX_MANIFEST_BYTES)?;
+        let actual = hash::hash_bytes(&file.meta, &file.text);
+        if actual != line.hash {
+            return Err(Error::HashMismatch {
+                subject: Subject::Manifest,
+                what: url,
+                expected: line.hash,
+                actual,
+            });
+        }
+        let manifest = Manifest::parse(&file.text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
+            name: url.clone(),
+            source,
+        })?;
+        if manifest.header.version != line.version {
+            return Err(Error::Mom {
+                version: mom.version(),
+                reason: format!(
+                    "{url} says version {} but the MoM lists {}",
+                    manifest.header.version, line.version
+                ),
+            });
+        }
+        Ok(VerifiedManifest {
+            name: bundle.to_string(),
+            manifest,
+        })
+    }
+
+    /// Step 3: a fullfile, streamed from the server through decompression and the hash
+    /// into `dir/<hash>`; `bound` caps both the download and the unpacked size. Nothing
+    /// is left under the final name unless the hash matched.
+    pub fn stage(&self, entry: &Entry, dir: &Path, bound: u64) -> Result<StagedFile> {
+        let final_path = dir.join(entry.hash.to_hex());
+        if let Some(staged) = reuse_staged(entry, &final_path)? {
+            return Ok(staged);
+        }
+        let rel = format!("{}/files/{}.tar", entry.version, entry.hash);
+        let url = self.content.url(&rel);
+        let bad = |reason: String| Error::Archive {
+            what: url.clone(),
+            reason,
+        };
+        let io = |e: std::io::Error| download_error(&url, e);
+        let download = self.content.open(&rel, bound + TAR_SLACK)?;
+        let plain = Bounded::new(archive::decompress(download).map_err(io)?, bound + TAR_SLACK, &url);
+        let mut tar = tar::Archive::new(plain);
+        let mut entries = tar.entries().map_err(io)?;
+        let mut item = entries
+            .next()
+            .ok_or_else(|| bad("the archive is empty".into()))?
+            .map_err(io)?;
+        let name = item.path_bytes().into_owned();
+        let hex = entry.hash.to_hex();
+        if name != hex.as_bytes() && name != format!("{hex}/").as_bytes() {
+            return Err(bad(format!(
+                "holds {:?} instead of {hex}",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        let (meta, link_target) = archive::entry_meta(&item).map_err(|e| bad(e.to_string()))?;
+        let expected_kind = match entry.etype {
+            EntryType::Dir => Kind::Dir,
+            EntryType::Link => Kind::Symlink,
+            _ => Kind::File,
+        };
+        if meta.kind != expected_kind {
+            return Err(bad(format!("holds a {:?} where the manifest lists a {:?}", meta.kind, expected_kind)));
+        }
+        let tmp = dir.join(format!(".partial.{hex}.{}", std::process::id()));
+        remove_any(&tmp)?;
+        let actual = match write_staged(&mut item, &meta, link_target.as_deref(), &tmp) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = remove_any(&tmp);
+                return Err(match e {
+                    StageError::Read(e) => io(e),
+                    StageError::Write(e) => Error::io(&tmp, e),
+                });
+            }
+        };
+        if actual != entry.hash {
+            remove_any(&tmp)?;
+            return Err(Error::HashMismatch {
+                subject: Subject::File,
+                what: format!("{} (from {url})", entry.path),
+                expected: entry.hash,
+                actual,
+            });
+        }
+        if entries.next().is_some() {
+            remove_any(&tmp)?;
+            return Err(bad("holds more than one entry".into()));
+        }
+        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        Ok(StagedFile {
+            hash: entry.hash,
+            path: final_path,
+            meta,
+        })
+    }
+}
+
+/// A staged file left by an earlier, interrupted run is used only if it still hashes right.
+fn reuse_staged(entry: &Entry, path: &Path) -> Result<Option<StagedFile>> {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if hash::hash_path(path, false).map_err(|e| Error::io(path, e))? == entry.hash {
+        return Ok(Some(StagedFile {
+            hash: entry.hash,
+            path: path.to_path_buf(),
+            meta: Meta::from_metadata(&md),
+        }));
+    }
+    remove_any(path)?;
+    Ok(None)
+}
+
+enum StageError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Writes one tar entry as the object it describes, hashing as it goes.
+fn write_staged(
+    item: &mut impl Read,
+    meta: &Meta,
+    link_target: Option<&[u8]>,
+    tmp: &Path,
+) -> Result<Hash, StageError> {
+    let mut hasher = Hasher::new(meta, &[]);
+    match meta.kind {
+        Kind::Dir => {
+            std::fs::create_dir(tmp).map_err(StageError::Write)?;
+            set_owner_mode(tmp, meta).map_err(StageError::Write)?;
+        }
+        Kind::Symlink => {
+            let target = link_target.unwrap_or_default();
+            hasher.update(target);
+            symlink(std::ffi::OsStr::from_bytes(target), tmp).map_err(StageError::Write)?;
+            set_owner_mode(tmp, meta).map_err(StageError::Write)?;
+        }
+        Kind::File => {
+            let mut out = File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(tmp)
+                .map_err(StageError::Write)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = match item.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(StageError::Read(e)),
+                };
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(StageError::Write)?;
+            }
+            drop(out);
+            set_owner_mode(tmp, meta).map_err(StageError::Write)?;
+        }
+    }
+    Ok(hasher.finish())
+}
+
+fn set_owner_mode(path: &Path, meta: &Meta) -> std::io::Result<()> {
+    lchown(path, Some(meta.uid), Some(meta.gid))?;
+    if meta.kind != Kind::Symlink {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & 0o7777))?;
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => return Ok(()),
+    };
+    result.map_err(|e| Error::io(path, e))
+}
+
+/// Freshness and rollback rules on a verified MoM (SPEC section 3).
+pub struct Freshness {
+    /// The highest version ever installed here.
+    pub high_water_mark: u32,
+    /// `--allow-downgrade`: lab use only.
+    pub allow_downgrade: bool,
+    /// `--max-age`: refuse a MoM built longer ago than this many days.
+    pub max_age_days: Option<u64>,
+    /// The current time, unix seconds.
+    pub now: u64,
+}
+
+impl Freshness {
+    /// Refuses a MoM below the high-water mark or older than the allowed age.
+    pub fn check(&self, mom: &VerifiedMom) -> Result<()> {
+        if mom.version() < self.high_water_mark && !self.allow_downgrade {
+            return Err(Error::Policy(format!(
+                "version {} is older than version {} installed before (rollback); --allow-downgrade overrides",
+                mom.version(),
+                self.high_water_mark
+            )));
+        }
+        if let Some(days) = self.max_age_days {
+            let age = self.now.saturating_sub(mom.timestamp());
+            if age > days.saturating_mul(86_400) {
+                return Err(Error::Policy(format!(
+                    "the MoM of version {} was built {} days ago, more than --max-age {days} (freeze attack?)",
+                    mom.version(),
+                    age / 86_400
+                )));
+            }
+        }
+        Ok(())
+    }
+}

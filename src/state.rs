@@ -1,0 +1,154 @@
+//! The state directory: the one-client lock, the staging area, the update journal and the
+//! high-water mark.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::IoContext;
+use crate::version::HighWaterMark;
+use crate::{Error, Result};
+
+/// The state directory of one target root.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// Held while a command may change the root; released on drop.
+pub struct Lock {
+    _flock: Flock<File>,
+}
+
+/// What an update in progress is doing, written before the first change to the root and
+/// removed after the last, so a killed update is finished by the next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// The version the root is being brought to.
+    pub to: u32,
+    /// The bundles the root will hold.
+    pub bundles: Vec<String>,
+}
+
+impl StateDir {
+    /// Opens the state directory, creating it (mode 0700) if needed.
+    pub fn open(path: &Path) -> Result<StateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .at(path)?;
+        Ok(StateDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the exclusive lock, failing at once if another chainup holds it.
+    pub fn lock(&self) -> Result<Lock> {
+        let path = self.path.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => Ok(Lock { _flock: flock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked(path)),
+            Err((_, e)) => Err(Error::io(path, e.into())),
+        }
+    }
+
+    /// Where verified fullfiles wait to be installed, created on demand.
+    pub fn staged(&self) -> Result<PathBuf> {
+        let dir = self.path.join("staged");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        Ok(dir)
+    }
+
+    /// Removes the staging area and everything in it.
+    pub fn clear_staged(&self) -> Result<()> {
+        let dir = self.path.join("staged");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(dir, e)),
+        }
+    }
+
+    /// The high-water mark of installed versions.
+    pub fn high_water_mark(&self) -> HighWaterMark {
+        HighWaterMark::new(&self.path)
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.path.join("journal.json")
+    }
+
+    /// The unfinished update, if a previous run was interrupted.
+    pub fn journal(&self) -> Result<Option<JournalRecord>> {
+        let path = self.journal_path();
+        match std::fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| Error::Config {
+                path,
+                reason: format!("unreadable journal: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Durably records that an update to `record.to` is starting.
+    pub fn begin(&self, record: &JournalRecord) -> Result<()> {
+        let data = serde_json::to_vec(record).expect("journal serialises");
+        crate::fsutil::write_atomic(&self.journal_path(), &data)
+    }
+
+    /// Durably records that the update finished.
+    pub fn finish(&self) -> Result<()> {
+        let path = self.journal_path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::fsutil::sync_dir(&self.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let held = state.lock().unwrap();
+        assert!(matches!(state.lock(), Err(Error::Locked(_))));
+        drop(held);
+        state.lock().unwrap();
+    }
+
+    #[test]
+    fn journal_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert_eq!(state.journal().unwrap(), None);
+        let rec = JournalRecord {
+            to: 20,
+            bundles: vec!["os-core".into()],
+        };
+        state.begin(&rec).unwrap();
+        assert_eq!(state.journal().unwrap(), Some(rec));
+        state.finish().unwrap();
+        assert_eq!(state.journal().unwrap(), None);
+    }
+}
