@@ -74,6 +74,9 @@ pub enum Error {
     #[error("unknown bundle {0:?}")]
     UnknownBundle(String),
 
+    #[error("bundle {bundle:?} is required by {by:?}")]
+    RequiredBundle { bundle: String, by: String },
+
     #[error("bundle {0:?} is not installed")]
     NotInstalled(String),
 
@@ -100,6 +103,7 @@ impl Error {
     /// The process exit code for this error (swupd's codes where one fits).
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::RequiredBundle { .. } => 2,
             Error::UnknownBundle(_) => 3,
             Error::Mom { .. } | Error::Policy(_) => 4,
             Error::Locked(_) => 9,

@@ -2,13 +2,35 @@
 
 /// Compression detection, bounded readers and manifest tars.
 pub mod archive;
+/// Verify MoM -> manifests -> files; yields only verified types.
+pub mod chain;
+/// The `chainup` command line.
+pub mod cli;
+/// The operations: update, os-install, bundle-add/remove/list, check-update.
+pub mod client;
+/// The TOML configuration file.
+pub mod config;
 /// The library's error type and exit codes.
 pub mod error;
+/// Atomic writes, free space, directory fsync.
+pub mod fsutil;
 /// The swupd hash of a path or a stream.
 pub mod hash;
+/// Installing verified content into the root and the A/B slots.
+pub mod install;
 /// Manifest and MoM: parse, serialise, validate paths.
 pub mod manifest;
+/// Old manifests + new manifests -> what to do.
+pub mod plan;
+/// Progress events from the library to its user.
+pub mod progress;
 /// PKCS#7 trust store, verify, sign.
 pub mod signature;
+/// Where content comes from: https, http, file://, retries, bounds.
+pub mod source;
+/// State directory, lock, journal.
+pub mod state;
+/// Versions, os-release, the high-water mark, the machine id.
+pub mod version;
 
 pub use error::{Error, Result};

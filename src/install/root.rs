@@ -11,7 +11,11 @@ use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use crate::hash::{Kind, Meta};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::fcntl::readlinkat;
+
+use crate::hash::{Hash, Hasher, Kind, Meta};
 use crate::{Error, Result};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -115,6 +119,50 @@ impl TargetRoot {
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(self.errno(path, e)),
         }
+    }
+
+    /// The swupd hash of what is at `path` now, reached through safe parents; `None` if
+    /// it or a parent is missing. Device nodes and other special files hash by metadata
+    /// alone (no manifest lists them, and reading one could block forever).
+    pub fn hash(&self, path: &str) -> Result<Option<Hash>> {
+        let Some(parent) = self.parent(path)? else {
+            return Ok(None);
+        };
+        let st = match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(self.errno(path, e)),
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        let kind = match fmt {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::File,
+        };
+        let meta = Meta {
+            kind,
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev,
+            size: st.st_size as u64,
+        };
+        let mut hasher = Hasher::new(&meta, &[]);
+        match fmt {
+            libc::S_IFLNK => {
+                let target = readlinkat(parent.fd.as_fd(), parent.name).map_err(|e| self.errno(path, e))?;
+                hasher.update(target.as_bytes());
+            }
+            libc::S_IFREG => {
+                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+                let fd = openat(parent.fd.as_fd(), parent.name, flags, Mode::empty())
+                    .map_err(|e| self.errno(path, e))?;
+                crate::hash::hash_reader(&mut hasher, &mut File::from(fd))
+                    .map_err(|e| Error::io(self.host_path(path), e))?;
+            }
+            _ => {}
+        }
+        Ok(Some(hasher.finish()))
     }
 
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its

@@ -1,0 +1,160 @@
+//! The command line, with swupd's names and short flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// chainup: verified, swupd-compatible OS updates with A/B core images.
+#[derive(Debug, Parser)]
+#[command(name = "chainup", version, disable_version_flag = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes (they may come before or after it).
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Target root (default /)
+    #[arg(short = 'p', long = "path", global = true, value_name = "ROOT")]
+    pub path: Option<PathBuf>,
+    /// Base URL for both version and content
+    #[arg(short = 'u', long, global = true)]
+    pub url: Option<String>,
+    /// Base URL for content (MoM, manifests, fullfiles)
+    #[arg(short = 'c', long, global = true)]
+    pub contenturl: Option<String>,
+    /// Base URL for version files (latest)
+    #[arg(short = 'v', long, global = true)]
+    pub versionurl: Option<String>,
+    /// Content format number
+    #[arg(short = 'F', long, global = true)]
+    pub format: Option<u32>,
+    /// State directory (default ROOT/var/lib/chainup)
+    #[arg(short = 'S', long, global = true)]
+    pub statedir: Option<PathBuf>,
+    /// PEM trust store for MoM signatures
+    #[arg(short = 'C', long, global = true)]
+    pub certpath: Option<PathBuf>,
+    /// PEM certificate revocation list
+    #[arg(long, global = true)]
+    pub crlpath: Option<PathBuf>,
+    /// Extra PEM CA for the TLS server (system roots are trusted too)
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Do not check signatures (lab builds only; hashes are still enforced)
+    #[arg(short = 'n', long, global = true)]
+    pub nosigcheck: bool,
+    /// Downloads at a time (default 15)
+    #[arg(short = 'W', long, global = true)]
+    pub max_parallel_downloads: Option<usize>,
+    /// Retries per download (default 3)
+    #[arg(short = 'r', long, global = true)]
+    pub max_retries: Option<u32>,
+    /// Seconds before the first retry, doubling (default 10, at most 60)
+    #[arg(short = 'd', long, global = true)]
+    pub retry_delay: Option<u64>,
+    /// Accepted for swupd compatibility
+    #[arg(short = 'I', long, global = true)]
+    pub ignore_time: bool,
+    /// Machine-readable JSON events on stdout
+    #[arg(short = 'j', long, global = true)]
+    pub json_output: bool,
+    /// Allow plain http:// URLs
+    #[arg(long, global = true)]
+    pub allow_insecure_http: bool,
+    /// Accept a MoM older than the highest version installed (lab use)
+    #[arg(long, global = true)]
+    pub allow_downgrade: bool,
+    /// Refuse a MoM built more than DAYS ago (freeze defence)
+    #[arg(long, global = true, value_name = "DAYS")]
+    pub max_age: Option<u64>,
+    /// Print only errors
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Print debugging detail
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// No progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Config file (default ROOT/etc/chainup/config.toml)
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Update to the latest (or a given) version
+    Update {
+        /// Target version
+        #[arg(short = 'V', long = "version")]
+        version: Option<u32>,
+        /// Only download and verify, do not install
+        #[arg(long)]
+        download: bool,
+    },
+    /// Exit 0 if a newer version is available, 1 if not
+    CheckUpdate,
+    /// Install bundles
+    BundleAdd {
+        #[arg(required = true)]
+        bundles: Vec<String>,
+    },
+    /// Remove bundles
+    BundleRemove {
+        #[arg(required = true)]
+        bundles: Vec<String>,
+    },
+    /// List installed bundles
+    BundleList {
+        /// List every bundle of the current version
+        #[arg(long)]
+        all: bool,
+    },
+    /// Install a release into an empty root
+    OsInstall {
+        /// Version to install (default: latest)
+        #[arg(short = 'V', long = "version")]
+        version: Option<u32>,
+        /// Bundles to install, comma-separated (os-core is always installed)
+        #[arg(short = 'B', long, value_delimiter = ',')]
+        bundles: Vec<String>,
+    },
+    /// Print the swupd hash of a file
+    Hashdump {
+        /// Leave extended attributes out of the hash (`-n` works too, as in swupd)
+        #[arg(long)]
+        no_xattrs: bool,
+        file: PathBuf,
+    },
+    /// Show versions, URLs and state
+    Info,
+    /// Print shell completions
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page
+    #[command(hide = true)]
+    Man,
+}
+
+impl Command {
+    /// The subcommand's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Update { .. } => "update",
+            Command::CheckUpdate => "check-update",
+            Command::BundleAdd { .. } => "bundle-add",
+            Command::BundleRemove { .. } => "bundle-remove",
+            Command::BundleList { .. } => "bundle-list",
+            Command::OsInstall { .. } => "os-install",
+            Command::Hashdump { .. } => "hashdump",
+            Command::Info => "info",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The `chainup` command line: arguments, settings from config and flags, dispatch, output.
+
+pub mod args;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::CommandFactory;
+use serde_json::json;
+
+pub use args::{Cli, Command, Global};
+use output::Output;
+
+use crate::client::{Client, Settings, Updated};
+use crate::config::{Config, CONFIG_PATH};
+use crate::source::SourceConfig;
+use crate::{hash, Error, Result};
+
+/// The trust store swupd uses by default.
+pub const DEFAULT_CERT: &str = "/usr/share/clear/update-ca/Swupd_Root.pem";
+/// Content format used when neither flag, config nor root names one.
+pub const DEFAULT_FORMAT: u32 = 30;
+/// Cap on one download when no signed content size bounds it (64 GiB).
+const FULLFILE_CAP: u64 = 64 << 30;
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let section = cli.command.name();
+    let g = &cli.global;
+    let out = Output::new(g.json_output, g.quiet, g.no_progress, section);
+    let code = match dispatch(&cli, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e.to_string());
+            e.exit_code()
+        }
+    };
+    out.end(section, code);
+    code
+}
+
+fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Hashdump { no_xattrs, file } => {
+            // swupd's `hashdump -n` means --no-xattrs; here -n is the global short flag.
+            hashdump(g, *no_xattrs || g.nosigcheck, file, out)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "chainup", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::io("stdout", e))?;
+            Ok(0)
+        }
+        cmd => {
+            let settings = settings(g)?;
+            if settings.nosigcheck {
+                out.loud_warning(
+                    "signature checks are OFF (--nosigcheck): content is not authenticated; lab use only",
+                );
+            }
+            let client = Client::new(settings, out)?;
+            run_client(cmd, &client, out)
+        }
+    }
+}
+
+fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
+    match cmd {
+        Command::Update { version, download } => {
+            let _lock = client.lock()?;
+            report(out, client.update(*version, *download)?);
+            Ok(0)
+        }
+        Command::OsInstall { version, bundles } => {
+            let _lock = client.lock()?;
+            report(out, client.os_install(*version, bundles)?);
+            Ok(0)
+        }
+        Command::CheckUpdate => {
+            let (current, latest) = client.check_update()?;
+            let newer = latest > current;
+            let text = if newer {
+                format!("Update available: version {latest} (current {current})")
+            } else {
+                format!("No update available (current {current}, server {latest})")
+            };
+            out.record(&text, json!({"type": "info", "msg": text, "current": current, "latest": latest}));
+            Ok(if newer { 0 } else { 1 })
+        }
+        Command::BundleAdd { bundles } => {
+            let _lock = client.lock()?;
+            let applied = client.bundle_add(bundles)?;
+            out.result(&format!(
+                "Installed {}: {} files, {} directories",
+                bundles.join(", "),
+                applied.files,
+                applied.dirs
+            ));
+            Ok(0)
+        }
+        Command::BundleRemove { bundles } => {
+            let _lock = client.lock()?;
+            let applied = client.bundle_remove(bundles)?;
+            out.result(&format!("Removed {}: {} entries deleted", bundles.join(", "), applied.deleted));
+            Ok(0)
+        }
+        Command::BundleList { all } => {
+            for b in client.bundle_list(*all)? {
+                let mut text = b.name.clone();
+                if *all && b.installed {
+                    text.push_str(" (installed)");
+                }
+                if b.experimental {
+                    text.push_str(" (experimental)");
+                }
+                out.record(
+                    &text,
+                    json!({"type": "bundle", "name": b.name, "installed": b.installed, "experimental": b.experimental}),
+                );
+            }
+            Ok(0)
+        }
+        Command::Info => {
+            let s = client.settings();
+            let current = crate::version::installed(&s.root)?;
+            let lines = [
+                format!("Root: {}", s.root.display()),
+                format!(
+                    "Installed version: {}",
+                    current.map_or("none".into(), |v| v.to_string())
+                ),
+                format!("Highest version installed: {}", client.state().high_water_mark().get()?),
+                format!("Content URL: {}", s.content_url),
+                format!("Version URL: {}", s.version_url),
+                format!("Format: {}", s.format),
+                format!("State directory: {}", s.state_dir.display()),
+                format!("Bundles: {}", client.installed_bundles()?.join(", ")),
+            ];
+            for l in lines {
+                out.result(&l);
+            }
+            Ok(0)
+        }
+        Command::Hashdump { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled before"),
+    }
+}
+
+fn report(out: &Output, updated: Updated) {
+    let text = match &updated {
+        Updated::UpToDate(v) => format!("Version {v} is the latest; nothing to do"),
+        Updated::Downloaded { to } => format!("Content for version {to} is downloaded and verified"),
+        Updated::Done { from, to, applied } => format!(
+            "{} version {to}: {} files and {} directories installed, {} removed",
+            match from {
+                Some(f) => format!("Updated from version {f} to"),
+                None => "Installed".to_string(),
+            },
+            applied.files,
+            applied.dirs,
+            applied.deleted
+        ),
+    };
+    out.result(&text);
+}
+
+fn hashdump(g: &Global, no_xattrs: bool, file: &Path, out: &Output) -> Result<i32> {
+    let full = match &g.path {
+        Some(prefix) => {
+            std::fs::create_dir_all(prefix).map_err(|e| Error::io(prefix, e))?;
+            let real = prefix.canonicalize().map_err(|e| Error::io(prefix, e))?;
+            real.join(file.strip_prefix("/").unwrap_or(file))
+        }
+        None => file.to_path_buf(),
+    };
+    if !g.quiet {
+        let with = if no_xattrs { "without" } else { "with" };
+        out.result(&format!("Calculating hash {with} xattrs for: {}", full.display()));
+    }
+    let h = hash::hash_path(&full, !no_xattrs).map_err(|e| Error::io(&full, e))?;
+    out.record(&h.to_hex(), json!({"type": "hash", "path": full, "hash": h.to_hex()}));
+    Ok(0)
+}
+
+/// Resolves flags over the config file over defaults.
+pub fn settings(g: &Global) -> Result<Settings> {
+    let root = g.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let config = match &g.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(&root.join(CONFIG_PATH), false)?,
+    };
+    let url = g.url.clone().or(config.url.clone());
+    let content_url = g
+        .contenturl
+        .clone()
+        .or(config.contenturl.clone())
+        .or(url.clone())
+        .ok_or_else(|| Error::Usage("no content URL: give -u/--url or -c/--contenturl, or set url in the config".into()))?;
+    let version_url = g
+        .versionurl
+        .clone()
+        .or(config.versionurl.clone())
+        .or(url)
+        .unwrap_or_else(|| content_url.clone());
+    let format = match g.format.or(config.format) {
+        Some(f) => f,
+        None => format_from_root(&root)?.unwrap_or(DEFAULT_FORMAT),
+    };
+    let retries = g.max_retries.or(config.max_retries).unwrap_or(3);
+    let delay = g.retry_delay.or(config.retry_delay).unwrap_or(10);
+    if delay > 60 {
+        return Err(Error::Usage(format!("--retry-delay {delay} is over 60 seconds")));
+    }
+    let source = SourceConfig {
+        allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
+        ca_file: g.cacert.clone().or(config.cacert.clone()),
+        retries,
+        retry_delay: Duration::from_secs(delay),
+        ..SourceConfig::default()
+    };
+    Ok(Settings {
+        state_dir: g
+            .statedir
+            .clone()
+            .or(config.statedir.clone())
+            .unwrap_or_else(|| root.join("var/lib/chainup")),
+        root,
+        content_url,
+        version_url,
+        format,
+        cert_path: g
+            .certpath
+            .clone()
+            .or(config.certpath.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT)),
+        crl_path: g.crlpath.clone().or(config.crlpath.clone()),
+        nosigcheck: g.nosigcheck || config.nosigcheck.unwrap_or(false),
+        source,
+        max_parallel_downloads: g.max_parallel_downloads.or(config.max_parallel_downloads).unwrap_or(15),
+        allow_downgrade: g.allow_downgrade,
+        max_age_days: g.max_age.or(config.max_age),
+        fullfile_cap: FULLFILE_CAP,
+    })
+}
+
+/// swupd's per-root format file, if the root has one.
+fn format_from_root(root: &Path) -> Result<Option<u32>> {
+    let path = root.join("usr/share/defaults/swupd/format");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse().map(Some).map_err(|_| Error::Config {
+            path,
+            reason: "not a format number".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

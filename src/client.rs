@@ -1,0 +1,482 @@
+//! The client's operations: update, os-install, bundle-add/remove/list, check-update.
+//! Each one walks the chain to verified manifests, plans, stages and installs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::chain::{Chain, Freshness, Signatures, StagedFile, VerifiedManifest, VerifiedMom};
+use crate::install::{self, Applied, TargetRoot};
+use crate::plan::{self, FileSet};
+use crate::progress::{Event, Observer};
+use crate::signature::TrustStore;
+use crate::source::{Source, SourceConfig};
+use crate::state::{JournalRecord, Lock, StateDir};
+use crate::{fsutil, version, Error, Result};
+
+/// Where swupd-compatible roots list their installed bundles.
+pub const BUNDLES_DIR: &str = "usr/share/clear/bundles";
+/// The bundle every root has.
+pub const OS_CORE: &str = "os-core";
+/// HTTP headers that tell a dynamic version server who is asking (CLIP OS channels).
+pub const VERSION_HEADER: &str = "X-Chainup-Current-Version";
+pub const MACHINE_HEADER: &str = "X-Chainup-Machine-Id";
+
+/// Everything the client needs to know, resolved from config and command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub content_url: String,
+    pub version_url: String,
+    pub format: u32,
+    pub cert_path: PathBuf,
+    pub crl_path: Option<PathBuf>,
+    pub nosigcheck: bool,
+    pub source: SourceConfig,
+    pub max_parallel_downloads: usize,
+    pub allow_downgrade: bool,
+    pub max_age_days: Option<u64>,
+    /// Cap on one fullfile when the manifests give no content size.
+    pub fullfile_cap: u64,
+}
+
+/// The outcome of an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated {
+    /// Nothing newer on the server.
+    UpToDate(u32),
+    /// Content for `to` was downloaded and verified but not installed (`--download`).
+    Downloaded { to: u32 },
+    /// The root moved from one version to another.
+    Done {
+        from: Option<u32>,
+        to: u32,
+        applied: Applied,
+    },
+}
+
+/// An installed or available bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleInfo {
+    pub name: String,
+    pub installed: bool,
+    pub experimental: bool,
+}
+
+/// A client bound to one root, state directory and server.
+pub struct Client<'o> {
+    settings: Settings,
+    root: TargetRoot,
+    state: StateDir,
+    chain: Chain,
+    observer: &'o dyn Observer,
+}
+
+impl<'o> Client<'o> {
+    /// Opens the root and state directory and builds the verification chain.
+    pub fn new(settings: Settings, observer: &'o dyn Observer) -> Result<Client<'o>> {
+        let root = TargetRoot::open(&settings.root)?;
+        let state = StateDir::open(&settings.state_dir)?;
+        let signatures = if settings.nosigcheck {
+            Signatures::Skip
+        } else {
+            Signatures::Verify(TrustStore::load(&settings.cert_path, settings.crl_path.as_deref())?)
+        };
+        let content = Source::new(&settings.content_url, &settings.source)?;
+        let mut version_cfg = settings.source.clone();
+        if let Some(v) = version::installed(&settings.root)? {
+            version_cfg.headers.push((VERSION_HEADER.into(), v.to_string()));
+        }
+        if let Some(id) = version::machine_id(&settings.root)? {
+            version_cfg.headers.push((MACHINE_HEADER.into(), id));
+        }
+        let versions = Source::new(&settings.version_url, &version_cfg)?;
+        let chain = Chain::new(content, versions, signatures, settings.format);
+        Ok(Client {
+            settings,
+            root,
+            state,
+            chain,
+            observer,
+        })
+    }
+
+    /// The verification chain (for diagnose and repair).
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The target root.
+    pub fn root(&self) -> &TargetRoot {
+        &self.root
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Takes the one-client lock.
+    pub fn lock(&self) -> Result<Lock> {
+        self.state.lock()
+    }
+
+    fn info(&self, msg: String) {
+        self.observer.event(Event::Info(msg));
+    }
+
+    /// The version the root holds now.
+    pub fn current_version(&self) -> Result<u32> {
+        version::installed(&self.settings.root)?.ok_or_else(|| {
+            Error::VersionUnknown(format!(
+                "{} has no usr/lib/os-release or etc/os-release",
+                self.settings.root.display()
+            ))
+        })
+    }
+
+    /// The bundles installed in the root (swupd's marker files), sorted.
+    pub fn installed_bundles(&self) -> Result<Vec<String>> {
+        let dir = self.settings.root.join(BUNDLES_DIR);
+        let mut names = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if crate::manifest::validate_bundle_name(name).is_ok() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The MoM of `version`, verified, and checked against rollback and freeze rules.
+    pub fn verified_mom(&self, version: u32) -> Result<VerifiedMom> {
+        let mom = self.chain.mom(version)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Freshness {
+            high_water_mark: self.state.high_water_mark().get()?,
+            allow_downgrade: self.settings.allow_downgrade,
+            max_age_days: self.settings.max_age_days,
+            now,
+        }
+        .check(&mom)?;
+        Ok(mom)
+    }
+
+    /// Verified manifests of `names` and everything they include (and, with
+    /// `also_add`, their optional bundles), in name order.
+    pub fn resolve(
+        &self,
+        mom: &VerifiedMom,
+        names: &[String],
+        also_add: bool,
+    ) -> Result<Vec<VerifiedManifest>> {
+        let mut todo: Vec<String> = names.to_vec();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut out = Vec::new();
+        while let Some(name) = todo.pop() {
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            let m = self.chain.manifest(mom, &name)?;
+            let header = &m.manifest().header;
+            todo.extend(header.includes.iter().cloned());
+            if also_add {
+                todo.extend(header.also_add.iter().cloned());
+            }
+            out.push(m);
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(out)
+    }
+
+    /// Finishes an update a previous run was interrupted in, if any.
+    pub fn recover(&self) -> Result<Option<Updated>> {
+        let Some(record) = self.state.journal()? else {
+            return Ok(None);
+        };
+        self.observer.event(Event::Warning(format!(
+            "finishing the interrupted update to version {}",
+            record.to
+        )));
+        let from = version::installed(&self.settings.root)?;
+        let old = match from {
+            Some(v) if v != record.to => {
+                let mom = self.chain.mom(v)?;
+                FileSet::from_manifests(&self.resolve(&mom, &record.bundles, false)?)
+            }
+            _ => FileSet::default(),
+        };
+        let mom = self.verified_mom(record.to)?;
+        let new = self.resolve(&mom, &record.bundles, false)?;
+        let applied = self.transition(&old, &new, &mom, 0, false)?;
+        Ok(Some(Updated::Done {
+            from,
+            to: record.to,
+            applied: applied.unwrap_or_default(),
+        }))
+    }
+
+    /// `update [-V N] [--download]`: brings the root to `target` (default: latest).
+    pub fn update(&self, target: Option<u32>, download_only: bool) -> Result<Updated> {
+        self.recover()?;
+        let current = self.current_version()?;
+        let target = match target {
+            Some(v) => v,
+            None => self.chain.latest()?,
+        };
+        if target <= current && !(self.settings.allow_downgrade && target < current) {
+            return Ok(Updated::UpToDate(current));
+        }
+        self.info(format!("Updating from version {current} to {target}"));
+        let installed = self.installed_bundles()?;
+        let old_mom = self.chain.mom(current)?;
+        let old = FileSet::from_manifests(&self.resolve(&old_mom, &installed, false)?);
+        let new_mom = self.verified_mom(target)?;
+        let keep: Vec<String> = installed
+            .iter()
+            .filter(|b| {
+                let known = new_mom.bundle(b).is_some();
+                if !known {
+                    self.observer.event(Event::Warning(format!(
+                        "bundle {b} is not in version {target}; its files are removed"
+                    )));
+                }
+                known
+            })
+            .cloned()
+            .collect();
+        let new = self.resolve(&new_mom, &keep, false)?;
+        match self.transition(&old, &new, &new_mom, 0, download_only)? {
+            None => Ok(Updated::Downloaded { to: target }),
+            Some(applied) => Ok(Updated::Done {
+                from: Some(current),
+                to: target,
+                applied,
+            }),
+        }
+    }
+
+    /// `os-install -V N -B a,b`: installs a release into an empty root.
+    pub fn os_install(&self, target: Option<u32>, bundles: &[String]) -> Result<Updated> {
+        self.recover()?;
+        if let Some(v) = version::installed(&self.settings.root)? {
+            return Err(Error::Usage(format!(
+                "{} already holds version {v}; use update",
+                self.settings.root.display()
+            )));
+        }
+        let target = match target {
+            Some(v) => v,
+            None => self.chain.latest()?,
+        };
+        let mom = self.verified_mom(target)?;
+        let mut names: Vec<String> = bundles.to_vec();
+        if !names.iter().any(|b| b == OS_CORE) {
+            names.push(OS_CORE.to_string());
+        }
+        for b in &names {
+            mom.bundle(b).ok_or_else(|| Error::UnknownBundle(b.clone()))?;
+        }
+        self.info(format!("Installing version {target} ({})", names.join(", ")));
+        let new = self.resolve(&mom, &names, true)?;
+        let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
+        let applied = self.transition(&FileSet::default(), &new, &mom, space, false)?;
+        Ok(Updated::Done {
+            from: None,
+            to: target,
+            applied: applied.unwrap_or_default(),
+        })
+    }
+
+    /// `bundle-add`: installs bundles (and their includes) at the current version.
+    pub fn bundle_add(&self, names: &[String]) -> Result<Applied> {
+        self.recover()?;
+        let current = self.current_version()?;
+        let mom = self.verified_mom(current)?;
+        for b in names {
+            mom.bundle(b).ok_or_else(|| Error::UnknownBundle(b.clone()))?;
+        }
+        let installed = self.installed_bundles()?;
+        let fresh: Vec<String> = names.iter().filter(|b| !installed.contains(b)).cloned().collect();
+        if fresh.is_empty() {
+            self.info("All requested bundles are already installed".into());
+            return Ok(Applied::default());
+        }
+        let old_manifests = self.resolve(&mom, &installed, false)?;
+        let added = self.resolve(&mom, &fresh, true)?;
+        let space = added
+            .iter()
+            .filter(|m| !old_manifests.iter().any(|o| o.name() == m.name()))
+            .map(|m| m.manifest().header.contentsize)
+            .sum();
+        let mut all = installed;
+        all.extend(fresh);
+        let new = self.resolve(&mom, &all, false)?;
+        let new = merge_manifests(new, added);
+        let old = FileSet::from_manifests(&old_manifests);
+        Ok(self.transition(&old, &new, &mom, space, false)?.unwrap_or_default())
+    }
+
+    /// `bundle-remove`: removes bundles, keeping files other installed bundles own.
+    pub fn bundle_remove(&self, names: &[String]) -> Result<Applied> {
+        self.recover()?;
+        let current = self.current_version()?;
+        let installed = self.installed_bundles()?;
+        for b in names {
+            if b == OS_CORE {
+                return Err(Error::Usage("os-core cannot be removed".into()));
+            }
+            if !installed.contains(b) {
+                return Err(Error::NotInstalled(b.clone()));
+            }
+        }
+        let mom = self.verified_mom(current)?;
+        let old_manifests = self.resolve(&mom, &installed, false)?;
+        for m in &old_manifests {
+            if names.iter().any(|n| n == m.name()) {
+                continue;
+            }
+            if let Some(dep) = m.manifest().header.includes.iter().find(|i| names.contains(i)) {
+                return Err(Error::RequiredBundle {
+                    bundle: dep.clone(),
+                    by: m.name().to_string(),
+                });
+            }
+        }
+        let keep: Vec<String> = installed.into_iter().filter(|b| !names.contains(b)).collect();
+        let new = self.resolve(&mom, &keep, false)?;
+        let old = FileSet::from_manifests(&old_manifests);
+        Ok(self.transition(&old, &new, &mom, 0, false)?.unwrap_or_default())
+    }
+
+    /// `bundle-list [--all]`: installed bundles, or every bundle of the current version.
+    pub fn bundle_list(&self, all: bool) -> Result<Vec<BundleInfo>> {
+        let installed = self.installed_bundles()?;
+        if !all {
+            return Ok(installed
+                .into_iter()
+                .map(|name| BundleInfo {
+                    name,
+                    installed: true,
+                    experimental: false,
+                })
+                .collect());
+        }
+        let mom = self.verified_mom(self.current_version()?)?;
+        Ok(mom
+            .bundles()
+            .map(|e| BundleInfo {
+                name: e.path.clone(),
+                installed: installed.contains(&e.path),
+                experimental: e.status == crate::manifest::Status::Experimental,
+            })
+            .collect())
+    }
+
+    /// `check-update`: the current version and the newest one on the server.
+    pub fn check_update(&self) -> Result<(u32, u32)> {
+        Ok((self.current_version()?, self.chain.latest()?))
+    }
+
+    /// Plans, stages and installs the move from `old` to `new`. Returns `None` when only
+    /// downloading. `space` is the free space to require before downloading.
+    fn transition(
+        &self,
+        old: &FileSet,
+        new: &[VerifiedManifest],
+        mom: &VerifiedMom,
+        space: u64,
+        download_only: bool,
+    ) -> Result<Option<Applied>> {
+        let new_set = FileSet::from_manifests(new);
+        let plan = plan::plan(old, &new_set, &|p| self.root.hash(p))?;
+        for kept in &plan.kept {
+            self.observer
+                .event(Event::Warning(format!("{kept} was changed locally; kept as it is")));
+        }
+        let staging = self.state.staged()?;
+        fsutil::ensure_space(&staging, space)?;
+        let bound = new
+            .iter()
+            .map(|m| m.manifest().header.contentsize)
+            .max()
+            .filter(|&s| s > 0)
+            .unwrap_or(self.settings.fullfile_cap);
+        let staged = self.stage_all(&plan.needed(), &staging, bound)?;
+        if download_only {
+            return Ok(None);
+        }
+        let bundles = new.iter().map(|m| m.name().to_string()).collect();
+        self.state.begin(&JournalRecord {
+            to: mom.version(),
+            bundles,
+        })?;
+        let applied = install::apply(&self.root, &plan, &staged, self.observer)?;
+        self.state.high_water_mark().raise(mom.version())?;
+        self.state.finish()?;
+        self.state.clear_staged()?;
+        Ok(Some(applied))
+    }
+
+    /// Downloads, decompresses and verifies content in parallel (one worker per
+    /// download slot; decompression and hashing run in the same workers, on all cores).
+    pub fn stage_all(
+        &self,
+        needed: &[&crate::manifest::Entry],
+        dir: &std::path::Path,
+        bound: u64,
+    ) -> Result<HashMap<crate::hash::Hash, StagedFile>> {
+        self.observer.event(Event::Phase {
+            name: "Downloading",
+            total: needed.len() as u64,
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.settings.max_parallel_downloads.max(1))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start download workers: {e}")))?;
+        let staged: Result<Vec<StagedFile>> = pool.install(|| {
+            needed
+                .par_iter()
+                .map(|e| {
+                    let s = self.chain.stage(e, dir, bound)?;
+                    self.observer.event(Event::Advance {
+                        items: 1,
+                        bytes: s.meta().size,
+                    });
+                    Ok(s)
+                })
+                .collect()
+        });
+        self.observer.event(Event::PhaseDone);
+        Ok(staged?.into_iter().map(|s| (s.hash(), s)).collect())
+    }
+}
+
+/// Adds manifests not already in `base` (by name), keeping name order.
+fn merge_manifests(mut base: Vec<VerifiedManifest>, extra: Vec<VerifiedManifest>) -> Vec<VerifiedManifest> {
+    for m in extra {
+        if !base.iter().any(|b| b.name() == m.name()) {
+            base.push(m);
+        }
+    }
+    base.sort_by(|a, b| a.name().cmp(b.name()));
+    base
+}

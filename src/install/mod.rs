@@ -1,0 +1,7 @@
+//! Installing verified content: files into the root (stage + rename), and A/B images.
+
+pub mod files;
+pub mod root;
+
+pub use files::{apply, Applied};
+pub use root::TargetRoot;

@@ -1,0 +1,29 @@
+//! Progress and messages from the library to whoever shows them; the library never prints.
+
+/// Something worth showing to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A line of information.
+    Info(String),
+    /// Something went wrong but the command goes on.
+    Warning(String),
+    /// A step with a known number of items starts.
+    Phase { name: &'a str, total: u64 },
+    /// Items (and bytes) of the current step are done.
+    Advance { items: u64, bytes: u64 },
+    /// The current step is over.
+    PhaseDone,
+}
+
+/// Receives events; implementations must be callable from several threads.
+pub trait Observer: Sync {
+    /// Handles one event.
+    fn event(&self, event: Event<'_>);
+}
+
+/// An observer that drops everything (library callers that want no output).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: Event<'_>) {}
+}
