@@ -6,5 +6,7 @@ pub mod error;
 pub mod hash;
 /// Manifest and MoM: parse, serialise, validate paths.
 pub mod manifest;
+/// Where content comes from: https, http, file://, retries, bounds.
+pub mod source;
 
 pub use error::{Error, Result};
