@@ -1,0 +1,276 @@
+//! https:// (and, when allowed, http://) through one pooled reqwest client.
+
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
+use reqwest::StatusCode;
+
+use super::{error_chain, Fault, Opened, SourceConfig, Transport};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Fetches over HTTP(S); HTTP/2 where the server offers it through ALPN.
+pub(super) struct HttpTransport {
+    client: Client,
+    min_rate: (u64, Duration),
+}
+
+impl HttpTransport {
+    /// A client for `base_url` configured from `cfg` (trust, timeouts, headers).
+    pub(super) fn new(base_url: &str, cfg: &SourceConfig) -> Result<HttpTransport> {
+        reqwest::Url::parse(base_url).map_err(|e| Error::BadUrl {
+            url: base_url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &cfg.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Error::Usage(format!("HTTP header name {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| Error::Usage(format!("HTTP header {name}: {e}")))?;
+            headers.append(name, value);
+        }
+        let mut builder = Client::builder()
+            .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            // Without this, an https server could redirect us to plain http.
+            .https_only(!cfg.allow_insecure_http)
+            .tls_version_min(reqwest::tls::Version::TLS_1_2)
+            .connect_timeout(cfg.connect_timeout)
+            // The blocking client applies this to the wait for headers and to each read,
+            // which is what turns a silent server into an error for the rate check.
+            .timeout(cfg.min_rate.1);
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).at(path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| Error::TrustStore {
+                    path: path.clone(),
+                    reason: "no PEM certificate in the CA file".to_string(),
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| Error::Connect {
+            url: base_url.to_string(),
+            reason: error_chain(&e),
+        })?;
+        Ok(HttpTransport {
+            client,
+            min_rate: cfg.min_rate,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn open(&self, url: &str, from: u64, validator: Option<&str>) -> Result<Opened, Fault> {
+        let mut request = self.client.get(url);
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+            if let Some(etag) = validator {
+                // The server then answers the range only if the object is still the same.
+                request = request.header(IF_RANGE, etag);
+            }
+        }
+        let response = request.send().map_err(|e| request_fault(url, &e))?;
+        let status = response.status();
+        let download = |reason: String| Error::Download {
+            url: url.to_string(),
+            reason,
+        };
+        let range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (start, total) = match status {
+            StatusCode::OK => (0, response.content_length()),
+            StatusCode::PARTIAL_CONTENT => {
+                let (start, total) =
+                    range
+                        .as_deref()
+                        .and_then(parse_content_range)
+                        .ok_or_else(|| {
+                            Fault::Fatal(download(format!("bad Content-Range {range:?} in a 206")))
+                        })?;
+                (start, total)
+            }
+            // Asked to resume exactly at the end of an object whose size we did not know:
+            // the object is complete.
+            StatusCode::RANGE_NOT_SATISFIABLE
+                if from > 0 && range.as_deref() == Some(&format!("bytes */{from}")) =>
+            {
+                return Ok(Opened {
+                    body: Box::new(io::empty()),
+                    start: from,
+                    total: Some(from),
+                    validator: None,
+                });
+            }
+            s => {
+                let e = download(format!("HTTP {s}"));
+                let transient = s.is_server_error()
+                    || s == StatusCode::REQUEST_TIMEOUT
+                    || s == StatusCode::TOO_MANY_REQUESTS;
+                return Err(if transient {
+                    Fault::Transient(e)
+                } else {
+                    Fault::Fatal(e)
+                });
+            }
+        };
+        let validator = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            // A weak ETag does not promise identical bytes, so it cannot guard a resume.
+            .filter(|v| !v.starts_with("W/"))
+            .map(str::to_string);
+        Ok(Opened {
+            body: Box::new(RateCheck::new(response, self.min_rate)),
+            start,
+            total,
+            validator,
+        })
+    }
+}
+
+/// Classifies a failed request: an untrusted certificate will be untrusted again; the
+/// rest (refused, reset, timed out) may not fail twice.
+fn request_fault(url: &str, e: &reqwest::Error) -> Fault {
+    let reason = error_chain(e);
+    if certificate_rejected(e) {
+        return Fault::Fatal(Error::Connect {
+            url: url.to_string(),
+            reason,
+        });
+    }
+    if e.is_builder() || e.is_redirect() {
+        return Fault::Fatal(Error::Download {
+            url: url.to_string(),
+            reason,
+        });
+    }
+    if e.is_connect() {
+        Fault::Transient(Error::Connect {
+            url: url.to_string(),
+            reason,
+        })
+    } else {
+        Fault::Transient(Error::Download {
+            url: url.to_string(),
+            reason,
+        })
+    }
+}
+
+/// Whether OpenSSL refused the server's certificate (untrusted, expired, wrong name).
+fn certificate_rejected(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(stack) = c.downcast_ref::<openssl::error::ErrorStack>() {
+            if stack
+                .errors()
+                .iter()
+                .any(|e| e.reason() == Some("certificate verify failed"))
+            {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`) → (START, TOTAL).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    // The range must run to the end of the object: we asked for `bytes=N-`.
+    let consistent = start <= end && total.is_none_or(|t| end + 1 == t);
+    consistent.then_some((start, total))
+}
+
+/// A response body that fails when fewer than `min` bytes arrive in a `window`
+/// (curl's low-speed limit), so a trickling server cannot hold an update forever.
+struct RateCheck {
+    response: Response,
+    min: u64,
+    window: Duration,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl RateCheck {
+    fn new(response: Response, (min, window): (u64, Duration)) -> RateCheck {
+        RateCheck {
+            response,
+            min,
+            window,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        }
+    }
+}
+
+impl Read for RateCheck {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.response.read(buf).map_err(|e| {
+            let timed_out = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout);
+            if timed_out {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("too slow: no data for {:?}", self.window),
+                )
+            } else {
+                e
+            }
+        })?;
+        self.window_bytes += n as u64;
+        if self.window_start.elapsed() >= self.window {
+            if self.window_bytes < self.min && n > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "too slow: fewer than {} bytes in {:?}",
+                        self.min, self.window
+                    ),
+                ));
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/1"), Some((0, Some(1))));
+        assert_eq!(parse_content_range("bytes 10-99/*"), Some((10, None)));
+        // A range that stops short of the end would leave a silent hole.
+        assert_eq!(parse_content_range("bytes 10-50/100"), None);
+        assert_eq!(parse_content_range("bytes 20-10/100"), None);
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+}
