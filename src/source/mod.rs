@@ -116,11 +116,7 @@ impl Source {
                 // A local file does not fail transiently; retrying only delays the error.
                 (Arc::new(file::FileTransport::new(base_url)?), 0)
             }
-            "https" => (
-                Arc::new(http::HttpTransport::new(base_url, cfg)?),
-                cfg.retries,
-            ),
-            "http" if cfg.allow_insecure_http => (
+            "https" | "http" if scheme == "https" || cfg.allow_insecure_http => (
                 Arc::new(http::HttpTransport::new(base_url, cfg)?),
                 cfg.retries,
             ),
