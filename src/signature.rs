@@ -79,7 +79,7 @@ impl TrustStore {
         })
     }
 
-    /// Verifies a detached DER PKCS#7 signature over exactly `data`; `what` names the signed object in errors.
+    /// Verifies a DER PKCS#7 signature over exactly `data` (an opaque one's copy is ignored); `what` names it in errors.
     pub fn verify(&self, what: &str, data: &[u8], sig_der: &[u8]) -> Result<()> {
         self.check(data, sig_der)
             .map_err(|reason| Error::Signature {
