@@ -134,7 +134,13 @@ impl Chain {
         &self.content
     }
 
-    fn check_signature(&self, url: &str, data: &[u8], sig_rel: &str, source: &Source) -> Result<()> {
+    fn check_signature(
+        &self,
+        url: &str,
+        data: &[u8],
+        sig_rel: &str,
+        source: &Source,
+    ) -> Result<()> {
         match &self.signatures {
             Signatures::Skip => Ok(()),
             Signatures::Verify(store) => {
@@ -170,11 +176,17 @@ impl Chain {
         let tar = self.content.fetch(&rel, manifest::MAX_MANIFEST_BYTES)?;
         let file = archive::read_manifest_tar(&tar[..], "MoM", manifest::MAX_MANIFEST_BYTES)?;
         let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
-        self.check_signature(&mom_url, &file.text, &format!("{version}/Manifest.MoM.sig"), &self.content)?;
-        let manifest = Manifest::parse(&file.text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
-            name: url.clone(),
-            source,
-        })?;
+        self.check_signature(
+            &mom_url,
+            &file.text,
+            &format!("{version}/Manifest.MoM.sig"),
+            &self.content,
+        )?;
+        let manifest =
+            Manifest::parse(&file.text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
+                name: url.clone(),
+                source,
+            })?;
         if manifest.header.version != version {
             return Err(Error::Mom {
                 version,
@@ -206,9 +218,11 @@ impl Chain {
                 actual,
             });
         }
-        let manifest = Manifest::parse(&file.text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
-            name: url.clone(),
-            source,
+        let manifest = Manifest::parse(&file.text, manifest::Kind::Bundle).map_err(|source| {
+            Error::Manifest {
+                name: url.clone(),
+                source,
+            }
         })?;
         if manifest.header.version != line.version {
             return Err(Error::Mom {
@@ -241,7 +255,11 @@ impl Chain {
         };
         let io = |e: std::io::Error| download_error(&url, e);
         let download = self.content.open(&rel, bound + TAR_SLACK)?;
-        let plain = Bounded::new(archive::decompress(download).map_err(io)?, bound + TAR_SLACK, &url);
+        let plain = Bounded::new(
+            archive::decompress(download).map_err(io)?,
+            bound + TAR_SLACK,
+            &url,
+        );
         let mut tar = tar::Archive::new(plain);
         let mut entries = tar.entries().map_err(io)?;
         let mut item = entries
@@ -263,7 +281,10 @@ impl Chain {
             _ => Kind::File,
         };
         if meta.kind != expected_kind {
-            return Err(bad(format!("holds a {:?} where the manifest lists a {:?}", meta.kind, expected_kind)));
+            return Err(bad(format!(
+                "holds a {:?} where the manifest lists a {:?}",
+                meta.kind, expected_kind
+            )));
         }
         let tmp = dir.join(format!(".partial.{hex}.{}", std::process::id()));
         remove_any(&tmp)?;

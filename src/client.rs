@@ -83,12 +83,17 @@ impl<'o> Client<'o> {
         let signatures = if settings.nosigcheck {
             Signatures::Skip
         } else {
-            Signatures::Verify(TrustStore::load(&settings.cert_path, settings.crl_path.as_deref())?)
+            Signatures::Verify(TrustStore::load(
+                &settings.cert_path,
+                settings.crl_path.as_deref(),
+            )?)
         };
         let content = Source::new(&settings.content_url, &settings.source)?;
         let mut version_cfg = settings.source.clone();
         if let Some(v) = version::installed(&settings.root)? {
-            version_cfg.headers.push((VERSION_HEADER.into(), v.to_string()));
+            version_cfg
+                .headers
+                .push((VERSION_HEADER.into(), v.to_string()));
         }
         if let Some(id) = version::machine_id(&settings.root)? {
             version_cfg.headers.push((MACHINE_HEADER.into(), id));
@@ -293,9 +298,13 @@ impl<'o> Client<'o> {
             names.push(OS_CORE.to_string());
         }
         for b in &names {
-            mom.bundle(b).ok_or_else(|| Error::UnknownBundle(b.clone()))?;
+            mom.bundle(b)
+                .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
         }
-        self.info(format!("Installing version {target} ({})", names.join(", ")));
+        self.info(format!(
+            "Installing version {target} ({})",
+            names.join(", ")
+        ));
         let new = self.resolve(&mom, &names, true)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
         let applied = self.transition(&FileSet::default(), &new, &mom, space, false)?;
@@ -312,10 +321,15 @@ impl<'o> Client<'o> {
         let current = self.current_version()?;
         let mom = self.verified_mom(current)?;
         for b in names {
-            mom.bundle(b).ok_or_else(|| Error::UnknownBundle(b.clone()))?;
+            mom.bundle(b)
+                .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
         }
         let installed = self.installed_bundles()?;
-        let fresh: Vec<String> = names.iter().filter(|b| !installed.contains(b)).cloned().collect();
+        let fresh: Vec<String> = names
+            .iter()
+            .filter(|b| !installed.contains(b))
+            .cloned()
+            .collect();
         if fresh.is_empty() {
             self.info("All requested bundles are already installed".into());
             return Ok(Applied::default());
@@ -332,7 +346,9 @@ impl<'o> Client<'o> {
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
         let old = FileSet::from_manifests(&old_manifests);
-        Ok(self.transition(&old, &new, &mom, space, false)?.unwrap_or_default())
+        Ok(self
+            .transition(&old, &new, &mom, space, false)?
+            .unwrap_or_default())
     }
 
     /// `bundle-remove`: removes bundles, keeping files other installed bundles own.
@@ -354,17 +370,28 @@ impl<'o> Client<'o> {
             if names.iter().any(|n| n == m.name()) {
                 continue;
             }
-            if let Some(dep) = m.manifest().header.includes.iter().find(|i| names.contains(i)) {
+            if let Some(dep) = m
+                .manifest()
+                .header
+                .includes
+                .iter()
+                .find(|i| names.contains(i))
+            {
                 return Err(Error::RequiredBundle {
                     bundle: dep.clone(),
                     by: m.name().to_string(),
                 });
             }
         }
-        let keep: Vec<String> = installed.into_iter().filter(|b| !names.contains(b)).collect();
+        let keep: Vec<String> = installed
+            .into_iter()
+            .filter(|b| !names.contains(b))
+            .collect();
         let new = self.resolve(&mom, &keep, false)?;
         let old = FileSet::from_manifests(&old_manifests);
-        Ok(self.transition(&old, &new, &mom, 0, false)?.unwrap_or_default())
+        Ok(self
+            .transition(&old, &new, &mom, 0, false)?
+            .unwrap_or_default())
     }
 
     /// `bundle-list [--all]`: installed bundles, or every bundle of the current version.
@@ -409,8 +436,9 @@ impl<'o> Client<'o> {
         let new_set = FileSet::from_manifests(new);
         let plan = plan::plan(old, &new_set, &|p| self.root.hash(p))?;
         for kept in &plan.kept {
-            self.observer
-                .event(Event::Warning(format!("{kept} was changed locally; kept as it is")));
+            self.observer.event(Event::Warning(format!(
+                "{kept} was changed locally; kept as it is"
+            )));
         }
         let staging = self.state.staged()?;
         fsutil::ensure_space(&staging, space)?;
@@ -471,7 +499,10 @@ impl<'o> Client<'o> {
 }
 
 /// Adds manifests not already in `base` (by name), keeping name order.
-fn merge_manifests(mut base: Vec<VerifiedManifest>, extra: Vec<VerifiedManifest>) -> Vec<VerifiedManifest> {
+fn merge_manifests(
+    mut base: Vec<VerifiedManifest>,
+    extra: Vec<VerifiedManifest>,
+) -> Vec<VerifiedManifest> {
     for m in extra {
         if !base.iter().any(|b| b.name() == m.name()) {
             base.push(m);

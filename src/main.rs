@@ -12,7 +12,11 @@ fn main() {
     let cli = match chainup::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_INVALID_OPTION } else { 0 };
+            let code = if e.use_stderr() {
+                EXIT_INVALID_OPTION
+            } else {
+                0
+            };
             let _ = e.print();
             std::process::exit(code);
         }

@@ -22,8 +22,17 @@ pub enum PathClass {
 }
 
 const STATE_PREFIXES: [&str; 11] = [
-    "/var/", "/home/", "/tmp/", "/run/", "/dev/", "/proc/", "/sys/", "/root/", "/data/",
-    "/lost+found/", "/usr/src/",
+    "/var/",
+    "/home/",
+    "/tmp/",
+    "/run/",
+    "/dev/",
+    "/proc/",
+    "/sys/",
+    "/root/",
+    "/data/",
+    "/lost+found/",
+    "/usr/src/",
 ];
 const BOOT_PREFIXES: [&str; 3] = ["/boot/", "/usr/lib/modules/", "/usr/lib/kernel/"];
 
@@ -62,7 +71,9 @@ impl FileSet {
     /// Merges verified manifests as swupd does: present beats deleted, the newest
     /// deletion wins, and two bundles that disagree on a present path resolve to the newer
     /// entry (with a warning).
-    pub fn from_manifests<'a>(manifests: impl IntoIterator<Item = &'a VerifiedManifest>) -> FileSet {
+    pub fn from_manifests<'a>(
+        manifests: impl IntoIterator<Item = &'a VerifiedManifest>,
+    ) -> FileSet {
         let mut set = FileSet::default();
         for m in manifests {
             for e in &m.manifest().entries {
@@ -176,7 +187,11 @@ impl Plan {
 /// Compares the installed set with the target set. `disk` gives the hash of a path as it
 /// is now on disk (`None` if missing); it is consulted only for configuration and state
 /// paths, whose local changes are kept.
-pub fn plan(old: &FileSet, new: &FileSet, disk: &dyn Fn(&str) -> Result<Option<Hash>>) -> Result<Plan> {
+pub fn plan(
+    old: &FileSet,
+    new: &FileSet,
+    disk: &dyn Fn(&str) -> Result<Option<Hash>>,
+) -> Result<Plan> {
     let mut plan = Plan::default();
     for e in new.entries().filter(|e| e.is_present()) {
         let before = old.get(&e.path).filter(|o| o.is_present());

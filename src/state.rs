@@ -97,10 +97,12 @@ impl StateDir {
     pub fn journal(&self) -> Result<Option<JournalRecord>> {
         let path = self.journal_path();
         match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| Error::Config {
-                path,
-                reason: format!("unreadable journal: {e}"),
-            }),
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| Error::Config {
+                    path,
+                    reason: format!("unreadable journal: {e}"),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }

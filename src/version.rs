@@ -25,9 +25,9 @@ pub fn installed(root: &Path) -> Result<Option<u32>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io(path, e)),
         };
-        return parse_os_release(&text)
-            .map(Some)
-            .ok_or_else(|| Error::VersionUnknown(format!("{} has no numeric VERSION_ID", path.display())));
+        return parse_os_release(&text).map(Some).ok_or_else(|| {
+            Error::VersionUnknown(format!("{} has no numeric VERSION_ID", path.display()))
+        });
     }
     Ok(None)
 }

@@ -48,7 +48,12 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
             hashdump(g, *no_xattrs || g.nosigcheck, file, out)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "chainup", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "chainup",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Man => {
@@ -90,7 +95,10 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             } else {
                 format!("No update available (current {current}, server {latest})")
             };
-            out.record(&text, json!({"type": "info", "msg": text, "current": current, "latest": latest}));
+            out.record(
+                &text,
+                json!({"type": "info", "msg": text, "current": current, "latest": latest}),
+            );
             Ok(if newer { 0 } else { 1 })
         }
         Command::BundleAdd { bundles } => {
@@ -107,7 +115,11 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
         Command::BundleRemove { bundles } => {
             let _lock = client.lock()?;
             let applied = client.bundle_remove(bundles)?;
-            out.result(&format!("Removed {}: {} entries deleted", bundles.join(", "), applied.deleted));
+            out.result(&format!(
+                "Removed {}: {} entries deleted",
+                bundles.join(", "),
+                applied.deleted
+            ));
             Ok(0)
         }
         Command::BundleList { all } => {
@@ -135,7 +147,10 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
                     "Installed version: {}",
                     current.map_or("none".into(), |v| v.to_string())
                 ),
-                format!("Highest version installed: {}", client.state().high_water_mark().get()?),
+                format!(
+                    "Highest version installed: {}",
+                    client.state().high_water_mark().get()?
+                ),
                 format!("Content URL: {}", s.content_url),
                 format!("Version URL: {}", s.version_url),
                 format!("Format: {}", s.format),
@@ -147,14 +162,18 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Hashdump { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled before"),
+        Command::Hashdump { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before")
+        }
     }
 }
 
 fn report(out: &Output, updated: Updated) {
     let text = match &updated {
         Updated::UpToDate(v) => format!("Version {v} is the latest; nothing to do"),
-        Updated::Downloaded { to } => format!("Content for version {to} is downloaded and verified"),
+        Updated::Downloaded { to } => {
+            format!("Content for version {to} is downloaded and verified")
+        }
         Updated::Done { from, to, applied } => format!(
             "{} version {to}: {} files and {} directories installed, {} removed",
             match from {
@@ -180,10 +199,16 @@ fn hashdump(g: &Global, no_xattrs: bool, file: &Path, out: &Output) -> Result<i3
     };
     if !g.quiet {
         let with = if no_xattrs { "without" } else { "with" };
-        out.result(&format!("Calculating hash {with} xattrs for: {}", full.display()));
+        out.result(&format!(
+            "Calculating hash {with} xattrs for: {}",
+            full.display()
+        ));
     }
     let h = hash::hash_path(&full, !no_xattrs).map_err(|e| Error::io(&full, e))?;
-    out.record(&h.to_hex(), json!({"type": "hash", "path": full, "hash": h.to_hex()}));
+    out.record(
+        &h.to_hex(),
+        json!({"type": "hash", "path": full, "hash": h.to_hex()}),
+    );
     Ok(0)
 }
 
@@ -200,7 +225,11 @@ pub fn settings(g: &Global) -> Result<Settings> {
         .clone()
         .or(config.contenturl.clone())
         .or(url.clone())
-        .ok_or_else(|| Error::Usage("no content URL: give -u/--url or -c/--contenturl, or set url in the config".into()))?;
+        .ok_or_else(|| {
+            Error::Usage(
+                "no content URL: give -u/--url or -c/--contenturl, or set url in the config".into(),
+            )
+        })?;
     let version_url = g
         .versionurl
         .clone()
@@ -214,7 +243,9 @@ pub fn settings(g: &Global) -> Result<Settings> {
     let retries = g.max_retries.or(config.max_retries).unwrap_or(3);
     let delay = g.retry_delay.or(config.retry_delay).unwrap_or(10);
     if delay > 60 {
-        return Err(Error::Usage(format!("--retry-delay {delay} is over 60 seconds")));
+        return Err(Error::Usage(format!(
+            "--retry-delay {delay} is over 60 seconds"
+        )));
     }
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
@@ -241,7 +272,10 @@ pub fn settings(g: &Global) -> Result<Settings> {
         crl_path: g.crlpath.clone().or(config.crlpath.clone()),
         nosigcheck: g.nosigcheck || config.nosigcheck.unwrap_or(false),
         source,
-        max_parallel_downloads: g.max_parallel_downloads.or(config.max_parallel_downloads).unwrap_or(15),
+        max_parallel_downloads: g
+            .max_parallel_downloads
+            .or(config.max_parallel_downloads)
+            .unwrap_or(15),
         allow_downgrade: g.allow_downgrade,
         max_age_days: g.max_age.or(config.max_age),
         fullfile_cap: FULLFILE_CAP,

@@ -150,11 +150,13 @@ impl TargetRoot {
         let mut hasher = Hasher::new(&meta, &[]);
         match fmt {
             libc::S_IFLNK => {
-                let target = readlinkat(parent.fd.as_fd(), parent.name).map_err(|e| self.errno(path, e))?;
+                let target =
+                    readlinkat(parent.fd.as_fd(), parent.name).map_err(|e| self.errno(path, e))?;
                 hasher.update(target.as_bytes());
             }
             libc::S_IFREG => {
-                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
                 let fd = openat(parent.fd.as_fd(), parent.name, flags, Mode::empty())
                     .map_err(|e| self.errno(path, e))?;
                 crate::hash::hash_reader(&mut hasher, &mut File::from(fd))
@@ -185,8 +187,12 @@ impl TargetRoot {
 
     fn mkdir_at(&self, parent: &Parent, path: &str) -> Result<()> {
         // Created private; the real mode is applied after the owner, on the open handle.
-        mkdirat(parent.fd.as_fd(), parent.name, Mode::from_bits_truncate(0o700))
-            .map_err(|e| self.errno(path, e))
+        mkdirat(
+            parent.fd.as_fd(),
+            parent.name,
+            Mode::from_bits_truncate(0o700),
+        )
+        .map_err(|e| self.errno(path, e))
     }
 
     fn require_parent<'p>(&self, path: &'p str) -> Result<Parent<'p>> {
@@ -207,7 +213,8 @@ impl TargetRoot {
         match meta.kind {
             Kind::Symlink => {
                 let target = std::fs::read_link(staged).map_err(|e| Error::io(staged, e))?;
-                symlinkat(&target, parent.fd.as_fd(), tmp.as_str()).map_err(|e| self.errno(path, e))?;
+                symlinkat(&target, parent.fd.as_fd(), tmp.as_str())
+                    .map_err(|e| self.errno(path, e))?;
                 fchownat(
                     parent.fd.as_fd(),
                     tmp.as_str(),
@@ -240,9 +247,15 @@ impl TargetRoot {
 
     fn copy_file(&self, parent: &Parent, path: &str, staged: &Path, meta: &Meta) -> Result<()> {
         let tmp = parent.new_name();
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(parent.fd.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| self.errno(path, e))?;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            parent.fd.as_fd(),
+            tmp.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| self.errno(path, e))?;
         let mut out = File::from(fd);
         let mut src = File::open(staged).map_err(|e| Error::io(staged, e))?;
         std::io::copy(&mut src, &mut out).map_err(|e| Error::io(self.host_path(path), e))?;
@@ -259,8 +272,13 @@ impl TargetRoot {
             }
         }
         let tmp = parent.new_name();
-        renameat(parent.fd.as_fd(), tmp.as_str(), parent.fd.as_fd(), parent.name)
-            .map_err(|e| self.errno(path, e))
+        renameat(
+            parent.fd.as_fd(),
+            tmp.as_str(),
+            parent.fd.as_fd(),
+            parent.name,
+        )
+        .map_err(|e| self.errno(path, e))
     }
 
     /// Removes `path` if present. A directory is removed only when empty; a non-empty one
@@ -293,8 +311,13 @@ impl TargetRoot {
             };
         }
         let aside = format!(".chainup-old.{}", parent.name);
-        renameat(parent.fd.as_fd(), parent.name, parent.fd.as_fd(), aside.as_str())
-            .map_err(|e| self.errno(path, e))?;
+        renameat(
+            parent.fd.as_fd(),
+            parent.name,
+            parent.fd.as_fd(),
+            aside.as_str(),
+        )
+        .map_err(|e| self.errno(path, e))?;
         // The renamed directory sits beside `path`, whose parents were just walked safely.
         let host = self.host_path(path).with_file_name(&aside);
         std::fs::remove_dir_all(&host).map_err(|e| Error::io(host, e))
@@ -333,7 +356,11 @@ mod tests {
         let root = TargetRoot::open(dir.path()).unwrap();
         let err = root.parent("/usr/lib/x").err().unwrap();
         assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
-        let me = Meta::dir(0o755, nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let me = Meta::dir(
+            0o755,
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
         assert!(root.make_dir("/usr/lib/x", &me).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
@@ -344,11 +371,15 @@ mod tests {
         let staging = tempfile::tempdir().unwrap();
         let staged = staging.path().join("f");
         std::fs::write(&staged, b"new").unwrap();
-        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
         let root = TargetRoot::open(dir.path()).unwrap();
         root.make_dir("/a", &Meta::dir(0o755, uid, gid)).unwrap();
         std::fs::write(dir.path().join("a/f"), b"old").unwrap();
-        root.place("/a/f", &staged, &Meta::file(0o640, uid, gid, 3), false).unwrap();
+        root.place("/a/f", &staged, &Meta::file(0o640, uid, gid, 3), false)
+            .unwrap();
         assert_eq!(std::fs::read(dir.path().join("a/f")).unwrap(), b"old");
         root.commit("/a/f").unwrap();
         assert_eq!(std::fs::read(dir.path().join("a/f")).unwrap(), b"new");
