@@ -8,5 +8,7 @@ pub mod error;
 pub mod hash;
 /// Manifest and MoM: parse, serialise, validate paths.
 pub mod manifest;
+/// PKCS#7 trust store, verify, sign.
+pub mod signature;
 
 pub use error::{Error, Result};
