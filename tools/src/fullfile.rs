@@ -1,0 +1,355 @@
+//! Deterministic tars: fullfiles (`files/<hash>.tar`, one entry named by its hash) and
+//! manifest tars (`Manifest.<name>.tar`, xz). The client hashes what a tar header says,
+//! so headers carry exactly the metadata that was hashed, and nothing that varies.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use chainup::hash::{Hash, Hasher, Kind, Meta};
+
+use crate::tree::{Item, Source};
+
+/// Compression of fullfiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Zstd,
+    Xz,
+    Gzip,
+    None,
+}
+
+/// zstd level for file content: 19 takes minutes per GiB on one core, 9 keeps most of
+/// the ratio at several times the speed.
+const ZSTD_LEVEL: i32 = 9;
+/// xz preset, for manifests and `--compression xz`.
+const XZ_PRESET: u32 = 6;
+/// Longest symlink target that fits the tar header itself (longer ones need GNU longlink).
+const LINKNAME_FIELD: usize = 100;
+
+/// A compressor over `W` that must be finished to flush its trailer.
+enum Encoder<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Xz(xz2::write::XzEncoder<W>),
+    Gzip(flate2::write::GzEncoder<W>),
+    None(W),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(inner: W, compression: Compression) -> io::Result<Encoder<W>> {
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
+                e.include_checksum(true)?;
+                Encoder::Zstd(e)
+            }
+            Compression::Xz => Encoder::Xz(xz2::write::XzEncoder::new(inner, XZ_PRESET)),
+            // GzEncoder writes mtime 0 and no file name: deterministic.
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::best(),
+            )),
+            Compression::None => Encoder::None(inner),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Xz(e) => e.finish(),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::None(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::None(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Xz(e) => e.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::None(w) => w.flush(),
+        }
+    }
+}
+
+/// A tar header with no user/group names, no device numbers, and a fixed mtime.
+fn header(meta: &Meta, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(meta.mode & 0o7777);
+    h.set_uid(u64::from(meta.uid));
+    h.set_gid(u64::from(meta.gid));
+    h.set_mtime(mtime);
+    match meta.kind {
+        Kind::File => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(meta.size);
+        }
+        Kind::Dir => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+        }
+        Kind::Symlink => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+        }
+    }
+    h
+}
+
+/// Writes the fullfile of `item` to `dest`, re-hashing the bytes as they go into the tar:
+/// if the tree changed since it was scanned, publishing fails instead of serving a
+/// fullfile that does not match its name. Returns the size written.
+pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> Result<u64> {
+    // Mixer gzips directories and symlinks: they are tiny and gzip is cheapest to open.
+    let compression = match (item.meta.kind, compression) {
+        (_, Compression::None) | (Kind::File, _) => compression,
+        _ => Compression::Gzip,
+    };
+    crate::webroot::write_atomic_with(dest, |out| {
+        let mut tar = tar::Builder::new(Encoder::new(out, compression)?);
+        let got = append_item(&mut tar, item, mtime)?;
+        if got != item.hash {
+            bail!(
+                "{}: content hashes to {got} now, but {} when it was scanned; did the tree change?",
+                item.path,
+                item.hash
+            );
+        }
+        tar.into_inner()?.finish()?;
+        Ok(())
+    })
+    .with_context(|| format!("fullfile of {}", item.path))
+}
+
+/// Appends the one entry, named by the hash; returns the hash of what was written.
+fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> Result<Hash> {
+    let name = item.hash.to_hex();
+    let meta = item.meta;
+    let mut hasher = Hasher::new(&meta, &[]);
+    match (&item.source, meta.kind) {
+        (Source::Synthetic, Kind::File) if meta.size == 0 => {
+            tar.append_data(&mut header(&meta, mtime), &name, io::empty())?;
+        }
+        (Source::Synthetic, Kind::Dir) | (Source::Tree(_), Kind::Dir) => {
+            tar.append_data(&mut header(&meta, mtime), &name, io::empty())?;
+        }
+        (Source::Tree(path), Kind::Symlink) => {
+            let target = std::fs::read_link(path)?;
+            let target = target.as_os_str().as_bytes();
+            hasher.update(target);
+            append_symlink(tar, header(&meta, mtime), &name, target)?;
+        }
+        (Source::Tree(path) | Source::Image(path), Kind::File) => {
+            // The operator names image files, possibly through a symlink; tree entries are
+            // opened exactly as scanned.
+            let follow = matches!(item.source, Source::Image(_));
+            let file = open_regular(path, meta.size, follow)?;
+            let mut reader = HashingReader {
+                inner: file.take(meta.size),
+                hasher: &mut hasher,
+                count: 0,
+            };
+            tar.append_data(&mut header(&meta, mtime), &name, &mut reader)?;
+            if reader.count != meta.size {
+                bail!(
+                    "{}: the file changed size while it was read",
+                    path.display()
+                );
+            }
+        }
+        (source, kind) => bail!("no content for a {kind:?} from {source:?}"),
+    }
+    Ok(hasher.finish())
+}
+
+/// Opens a regular file of the expected size; unless `follow`, a symlink planted in its
+/// place is not followed.
+fn open_regular(path: &Path, size: u64, follow: bool) -> Result<File> {
+    let flags = if follow { 0 } else { libc::O_NOFOLLOW };
+    let file = File::options()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let md = file.metadata()?;
+    if !md.is_file() || md.len() != size {
+        bail!("{} changed since it was scanned", path.display());
+    }
+    Ok(file)
+}
+
+/// Symlink entry with the target byte for byte: the tar crate's `append_link` would
+/// normalise `a//b` or `a/./b`, changing what the hash covers.
+fn append_symlink<W: Write>(
+    tar: &mut tar::Builder<W>,
+    mut h: tar::Header,
+    name: &str,
+    target: &[u8],
+) -> Result<()> {
+    if target.len() < LINKNAME_FIELD {
+        h.set_link_name_literal(target)?;
+    } else {
+        // GNU long link: a `././@LongLink` entry of type K holding the NUL-terminated target.
+        let mut long = tar::Header::new_gnu();
+        long.set_path("././@LongLink")?;
+        long.set_mode(0o644);
+        long.set_uid(0);
+        long.set_gid(0);
+        long.set_mtime(0);
+        long.set_size(target.len() as u64 + 1);
+        long.set_entry_type(tar::EntryType::GNULongLink);
+        long.set_cksum();
+        tar.append(&long, target.chain(&[0u8][..]))?;
+        h.set_link_name_literal(&target[..LINKNAME_FIELD])?;
+    }
+    tar.append_data(&mut h, name, io::empty())?;
+    Ok(())
+}
+
+/// Feeds what it reads into a hasher and counts it.
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: &'a mut Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// The metadata every manifest is published with; the MoM hashes it, the client checks it.
+pub fn manifest_meta(text: &[u8]) -> Meta {
+    Meta::file(0o644, 0, 0, text.len() as u64)
+}
+
+/// `Manifest.<name>.tar`: xz tar with the one entry `Manifest.<name>`, 0644 root:root.
+pub fn manifest_tar(name: &str, text: &[u8], mtime: u64) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Encoder::new(Vec::new(), Compression::Xz)?);
+    let mut h = header(&manifest_meta(text), mtime);
+    tar.append_data(&mut h, format!("Manifest.{name}"), text)?;
+    Ok(tar.into_inner()?.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chainup::archive::{decompress, header_meta, read_manifest_tar};
+    use chainup::hash::hash_bytes;
+    use chainup::manifest::EntryType;
+
+    fn read_back(path: &Path) -> (Meta, String, Vec<u8>, Vec<u8>) {
+        let plain = decompress(File::open(path).unwrap()).unwrap();
+        let mut ar = tar::Archive::new(plain);
+        let mut entries = ar.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        let meta = header_meta(e.header()).unwrap();
+        let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        let link = e
+            .link_name_bytes()
+            .map(|l| l.into_owned())
+            .unwrap_or_default();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        drop(e);
+        assert!(entries.next().is_none(), "one entry only");
+        (meta, name, data, link)
+    }
+
+    fn tree_item(path: &Path) -> Item {
+        let md = std::fs::symlink_metadata(path).unwrap();
+        let meta = Meta::from_metadata(&md);
+        let etype = match meta.kind {
+            Kind::File => EntryType::File,
+            Kind::Dir => EntryType::Dir,
+            Kind::Symlink => EntryType::Link,
+        };
+        Item {
+            path: "/x".into(),
+            etype,
+            image: None,
+            meta,
+            hash: chainup::hash::hash_path(path, false).unwrap(),
+            source: Source::Tree(path.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn file_round_trips_in_every_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, b"hello\n").unwrap();
+        let item = tree_item(&src);
+        for c in [
+            Compression::Zstd,
+            Compression::Xz,
+            Compression::Gzip,
+            Compression::None,
+        ] {
+            let dest = dir.path().join(format!("{c:?}.tar"));
+            write(&item, &dest, c, 1234).unwrap();
+            let (meta, name, data, _) = read_back(&dest);
+            assert_eq!(name, item.hash.to_hex());
+            assert_eq!(hash_bytes(&meta, &data), item.hash);
+        }
+    }
+
+    #[test]
+    fn symlink_targets_kept_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("../{}/x", "d".repeat(150));
+        for target in ["a//b/./c", long.as_str()] {
+            let link = dir.path().join("l");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            let item = tree_item(&link);
+            let dest = dir.path().join("l.tar");
+            write(&item, &dest, Compression::Zstd, 0).unwrap();
+            let (_, name, _, got) = read_back(&dest);
+            assert_eq!(name, item.hash.to_hex());
+            assert_eq!(got, target.as_bytes());
+        }
+    }
+
+    #[test]
+    fn changed_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, b"hello\n").unwrap();
+        let item = tree_item(&src);
+        std::fs::write(&src, b"HELLO\n").unwrap();
+        let dest = dir.path().join("f.tar");
+        let e = format!(
+            "{:#}",
+            write(&item, &dest, Compression::Gzip, 0).unwrap_err()
+        );
+        assert!(e.contains("did the tree change"), "{e}");
+        assert!(!dest.exists());
+    }
+
+    #[test]
+    fn manifest_tar_reads_back_with_fixed_meta() {
+        let tar = manifest_tar("os-core", b"MANIFEST\t30\n", 99).unwrap();
+        let mf = read_manifest_tar(&tar[..], "os-core", 1 << 20).unwrap();
+        assert_eq!(mf.meta, manifest_meta(b"MANIFEST\t30\n"));
+        assert_eq!(tar, manifest_tar("os-core", b"MANIFEST\t30\n", 99).unwrap());
+    }
+}
