@@ -82,6 +82,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     check_trees(&opts.trees, &bundles)?;
     let mut signing = Signing::load(&opts.sign)?;
     let layout = Layout::new(&opts.webroot);
+    let _lock = crate::webroot::lock(&opts.webroot)?;
 
     let prev = load_previous(opts, &layout)?;
     let rel = Release {
@@ -97,7 +98,13 @@ pub fn run(opts: &Options) -> Result<Summary> {
         let old = prev.as_ref().and_then(|p| p.bundles.get(name));
         let manifest = diff::bundle_manifest(&rel, &items, &def.includes, &def.also_add, old);
         let text = match old {
-            Some(old) if diff::unchanged(&manifest, old) => None,
+            Some(old) if diff::unchanged(&manifest, old) => {
+                log::info!(
+                    "{name}: unchanged, keeps Manifest.{name} of {}",
+                    old.header.version
+                );
+                None
+            }
             _ => Some(checked_text(&manifest, Kind::Bundle, name)?),
         };
         built.insert(
