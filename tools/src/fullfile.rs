@@ -184,9 +184,10 @@ fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> 
 }
 
 /// Opens a regular file of the expected size; unless `follow`, a symlink planted in its
-/// place is not followed.
+/// place is not followed. O_NONBLOCK keeps a fifo swapped in from blocking the open.
 fn open_regular(path: &Path, size: u64, follow: bool) -> Result<File> {
-    let flags = if follow { 0 } else { libc::O_NOFOLLOW };
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let flags = nofollow | libc::O_NONBLOCK;
     let file = File::options()
         .read(true)
         .custom_flags(flags)
