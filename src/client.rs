@@ -408,14 +408,16 @@ impl<'o> Client<'o> {
                 .collect());
         }
         let mom = self.verified_mom(self.current_version()?)?;
-        Ok(mom
+        let mut all: Vec<BundleInfo> = mom
             .bundles()
             .map(|e| BundleInfo {
                 name: e.path.clone(),
                 installed: installed.contains(&e.path),
                 experimental: e.status == crate::manifest::Status::Experimental,
             })
-            .collect())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
     }
 
     /// `check-update`: the current version and the newest one on the server.
