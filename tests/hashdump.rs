@@ -45,7 +45,9 @@ fn known_values_with_owners() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[u8], u32, u32, u32, &str); 4] = [
+    // (name, content, mode, uid, gid, expected hash)
+    type Case<'a> = (&'a str, &'a [u8], u32, u32, u32, &'a str);
+    let cases: [Case; 4] = [
         (
             "test-data",
             b"test-data",
