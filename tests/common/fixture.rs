@@ -217,10 +217,15 @@ impl World {
 
     /// `chainup` with the world's root, state, server and trust store.
     pub fn chainup_cmd(&self, args: &[&str]) -> Command {
+        self.chainup_cmd_at(&self.root, args)
+    }
+
+    /// [`World::chainup_cmd`] for another target root (same state directory).
+    pub fn chainup_cmd_at(&self, root: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("chainup"));
         cmd.args(args)
             .arg("--path")
-            .arg(&self.root)
+            .arg(root)
             .arg("--statedir")
             .arg(&self.state)
             .arg("--url")
@@ -383,7 +388,7 @@ impl World {
 
     /// Rewrites bundle `name`'s manifest of `version` with `edit`, points the MoM at it and
     /// re-signs the MoM with the world key: validly signed content with the edit in it.
-    pub fn resign_manifest(&self, version: u32, name: &str, edit: impl Fn(&str) -> String) {
+    pub fn resign_manifest(&self, version: u32, name: &str, edit: impl FnOnce(&str) -> String) {
         let text = edit(&self.manifest_text(version, name));
         let hash = self.put_manifest(version, name, &text);
         let mom: String = self
