@@ -479,6 +479,10 @@ impl<'o> Client<'o> {
         if download_only {
             return Ok(None);
         }
+        fsutil::ensure_space(
+            &self.settings.root,
+            self.copy_bytes(&plan, &staged, &staging)?,
+        )?;
         self.state.begin(&JournalRecord {
             from: old.version,
             from_bundles: old.bundles.clone(),
@@ -490,6 +494,31 @@ impl<'o> Client<'o> {
         self.state.finish()?;
         self.state.clear_staged()?;
         Ok(Some(applied))
+    }
+
+    /// Bytes the installer will write beyond what it hard-links from the staging area:
+    /// every second use of a staged file, or every use if staging is on another filesystem.
+    fn copy_bytes(
+        &self,
+        plan: &plan::Plan,
+        staged: &HashMap<crate::hash::Hash, StagedFile>,
+        staging: &std::path::Path,
+    ) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .map(|m| m.dev())
+                .map_err(|e| Error::io(p, e))
+        };
+        let same_fs = dev(staging)? == dev(&self.settings.root)?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(plan
+            .files
+            .iter()
+            .filter(|f| !(same_fs && seen.insert(f.hash)))
+            .filter_map(|f| staged.get(&f.hash))
+            .map(|s| s.meta().size)
+            .sum())
     }
 
     /// Downloads, decompresses and verifies content in parallel (one worker per
