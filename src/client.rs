@@ -13,7 +13,7 @@ use crate::plan::{self, FileSet};
 use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::source::{Source, SourceConfig};
-use crate::state::{JournalRecord, Lock, StateDir};
+use crate::state::{JournalRecord, Lock, Origin, StateDir};
 use crate::{fsutil, version, Error, Result};
 
 /// Where swupd-compatible roots list their installed bundles.
@@ -222,16 +222,22 @@ impl<'o> Client<'o> {
             record.to
         )));
         let from = version::installed(&self.settings.root)?;
-        let old = match from {
-            Some(v) if v != record.to => {
+        // Planned from where the interrupted run started, the removals it had not yet made
+        // are made too (a bundle-remove, or bundles gone from the new release).
+        let old = match (&record.from, from) {
+            (Some(origin), _) => {
+                let mom = self.chain.mom(origin.version)?;
+                FileSet::from_manifests(&self.resolve(&mom, &origin.bundles, false)?)
+            }
+            (None, Some(v)) if v != record.to => {
                 let mom = self.chain.mom(v)?;
                 FileSet::from_manifests(&self.resolve(&mom, &record.bundles, false)?)
             }
-            _ => FileSet::default(),
+            (None, _) => FileSet::default(),
         };
         let mom = self.verified_mom(record.to)?;
         let new = self.resolve(&mom, &record.bundles, false)?;
-        let applied = self.transition(&old, &new, &mom, 0, false)?;
+        let applied = self.transition(&old, record.from.clone(), &new, &mom, 0, false)?;
         Ok(Some(Updated::Done {
             from,
             to: record.to,
@@ -269,7 +275,11 @@ impl<'o> Client<'o> {
             .cloned()
             .collect();
         let new = self.resolve(&new_mom, &keep, false)?;
-        match self.transition(&old, &new, &new_mom, 0, download_only)? {
+        let origin = Origin {
+            version: current,
+            bundles: installed,
+        };
+        match self.transition(&old, Some(origin), &new, &new_mom, 0, download_only)? {
             None => Ok(Updated::Downloaded { to: target }),
             Some(applied) => Ok(Updated::Done {
                 from: Some(current),
@@ -307,7 +317,7 @@ impl<'o> Client<'o> {
         ));
         let new = self.resolve(&mom, &names, true)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
-        let applied = self.transition(&FileSet::default(), &new, &mom, space, false)?;
+        let applied = self.transition(&FileSet::default(), None, &new, &mom, space, false)?;
         Ok(Updated::Done {
             from: None,
             to: target,
@@ -341,13 +351,17 @@ impl<'o> Client<'o> {
             .filter(|m| !old_manifests.iter().any(|o| o.name() == m.name()))
             .map(|m| m.manifest().header.contentsize)
             .sum();
+        let origin = Origin {
+            version: current,
+            bundles: installed.clone(),
+        };
         let mut all = installed;
         all.extend(fresh);
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
         let old = FileSet::from_manifests(&old_manifests);
         Ok(self
-            .transition(&old, &new, &mom, space, false)?
+            .transition(&old, Some(origin), &new, &mom, space, false)?
             .unwrap_or_default())
     }
 
@@ -384,13 +398,18 @@ impl<'o> Client<'o> {
             }
         }
         let keep: Vec<String> = installed
-            .into_iter()
+            .iter()
             .filter(|b| !names.contains(b))
+            .cloned()
             .collect();
         let new = self.resolve(&mom, &keep, false)?;
         let old = FileSet::from_manifests(&old_manifests);
+        let origin = Origin {
+            version: current,
+            bundles: installed,
+        };
         Ok(self
-            .transition(&old, &new, &mom, 0, false)?
+            .transition(&old, Some(origin), &new, &mom, 0, false)?
             .unwrap_or_default())
     }
 
@@ -423,11 +442,13 @@ impl<'o> Client<'o> {
         Ok((self.current_version()?, self.chain.latest()?))
     }
 
-    /// Plans, stages and installs the move from `old` to `new`. Returns `None` when only
-    /// downloading. `space` is the free space to require before downloading.
+    /// Plans, stages and installs the move from `old` (the files of `origin`) to `new`.
+    /// Returns `None` when only downloading. `space` is the free space to require before
+    /// downloading.
     fn transition(
         &self,
         old: &FileSet,
+        origin: Option<Origin>,
         new: &[VerifiedManifest],
         mom: &VerifiedMom,
         space: u64,
@@ -456,6 +477,7 @@ impl<'o> Client<'o> {
         self.state.begin(&JournalRecord {
             to: mom.version(),
             bundles,
+            from: origin,
         })?;
         let applied = install::apply(&self.root, &plan, &staged, self.observer)?;
         self.state.high_water_mark().raise(mom.version())?;

@@ -30,6 +30,17 @@ pub struct JournalRecord {
     pub to: u32,
     /// The bundles the root will hold.
     pub bundles: Vec<String>,
+    /// What the root held before (none for os-install): the entries the change removes are
+    /// found from it, so removals are finished too. Absent in journals of older builds.
+    #[serde(default)]
+    pub from: Option<Origin>,
+}
+
+/// The version and bundles a root held before a journaled change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub version: u32,
+    pub bundles: Vec<String>,
 }
 
 impl StateDir {
@@ -147,10 +158,21 @@ mod tests {
         let rec = JournalRecord {
             to: 20,
             bundles: vec!["os-core".into()],
+            from: Some(Origin {
+                version: 10,
+                bundles: vec!["os-core".into(), "editors".into()],
+            }),
         };
         state.begin(&rec).unwrap();
         assert_eq!(state.journal().unwrap(), Some(rec));
         state.finish().unwrap();
         assert_eq!(state.journal().unwrap(), None);
+        // A journal written before `from` existed still reads.
+        std::fs::write(
+            dir.path().join("journal.json"),
+            br#"{"to":20,"bundles":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(state.journal().unwrap().unwrap().from, None);
     }
 }
