@@ -455,3 +455,44 @@ fn update_killed_during_install_finishes_on_the_next_run() {
     );
     assert!(!journal.exists());
 }
+
+#[test]
+fn bundle_remove_killed_midway_is_finished_on_the_next_run() {
+    let w = World::on_tmpfs();
+    w.sample(10);
+    w.file(
+        10,
+        "devtools",
+        "/usr/share/devdir/x",
+        b"devtools only\n",
+        0o644,
+    );
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10", "-B", "devtools"]));
+    // As in the update case: an untracked file makes the client warn on a full stderr
+    // while deleting, after /usr/share/devdir/x and before the bundle's marker and gcc.
+    let untracked = w.root.join("usr/share/devdir/local");
+    std::fs::write(&untracked, b"mine\n").unwrap();
+    let (_read_end, write_end) = full_pipe();
+    let mut child = w
+        .chainup_cmd(&["bundle-remove", "devtools"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let x = w.root.join("usr/share/devdir/x");
+    wait_until("bundle-remove to delete devdir/x", || !x.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        w.root.join("usr/bin/gcc").exists(),
+        "killed before gcc went"
+    );
+
+    std::fs::remove_file(&untracked).unwrap();
+    ok(w.chainup(&["update"]));
+    assert_eq!(
+        snapshot(&w.root, &STATE_PATHS),
+        expected(&w, 10, &["os-core", "editors"])
+    );
+}
