@@ -311,3 +311,188 @@ fn json_output_is_one_array_with_start_end_and_status() {
         "{events:?}"
     );
 }
+
+/// Waits (polling, with a generous deadline that only catches a hang) until `cond` holds.
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Release 10 installed, 20 published with a changed /usr/bin/hello and a removed
+/// directory; returns the world and the URL path of hello's fullfile in 20.
+fn interrupted_world() -> (World, String) {
+    let w = World::on_tmpfs();
+    w.sample(10);
+    w.file(10, "os-core", "/usr/share/olddir/tracked", b"old\n", 0o644);
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.derive(10, 20);
+    w.file(
+        20,
+        "os-core",
+        "/usr/bin/hello",
+        b"#!/bin/sh\necho 20\n",
+        0o755,
+    );
+    w.remove(20, "os-core", "/usr/share/olddir");
+    ok(w.publish(20, &[]));
+    let (_, hash, version) = w.entry(20, "os-core", "/usr/bin/hello");
+    (w, format!("/{version}/files/{hash}.tar"))
+}
+
+fn spawn_update(w: &World, stderr: std::process::Stdio) -> std::process::Child {
+    w.chainup_cmd(&["update"])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_second_client_exits_9_while_one_holds_the_lock() {
+    let (w, hello) = interrupted_world();
+    let before = snapshot(&w.root, &STATE_PATHS);
+    // The first update blocks on a fullfile that never arrives, holding the lock.
+    w.server.stall(&hello, 10);
+    let mut first = spawn_update(&w, std::process::Stdio::null());
+    wait_until("the first update to fetch hello", || {
+        w.server.hits(&hello) > 0
+    });
+    // The first one stays stalled; a second one that got past the lock would not.
+    w.server.clear_faults();
+    for args in [&["update"][..], &["bundle-add", "editors"], &["os-install"]] {
+        let out = w.chainup(args);
+        assert_eq!(out.status.code(), Some(9), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("holds the lock"), "{}", text(&out));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(snapshot(&w.root, &STATE_PATHS), before);
+
+    // The same with the lock taken by another process through flock(2).
+    let lock = std::fs::File::create(w.state.join("lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let out = w.chainup(&["update"]);
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out));
+    drop(held);
+    ok(w.chainup(&["update"]));
+}
+
+#[test]
+fn update_killed_during_download_finishes_on_the_next_run() {
+    let (w, hello) = interrupted_world();
+    let before = snapshot(&w.root, &STATE_PATHS);
+    w.server.stall(&hello, 10);
+    let mut child = spawn_update(&w, std::process::Stdio::null());
+    wait_until("the update to fetch hello", || w.server.hits(&hello) > 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(snapshot(&w.root, &STATE_PATHS), before);
+    assert!(!w.state.join("journal.json").exists());
+
+    w.server.clear_faults();
+    ok(w.chainup(&["update"]));
+    assert_eq!(
+        snapshot(&w.root, &STATE_PATHS),
+        expected(&w, 20, &["os-core"])
+    );
+}
+
+/// A pipe whose buffer is already full: a child writing to it blocks until it is killed.
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let (read, write) = nix::unistd::pipe().unwrap();
+    fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    for chunk in [4096, 1] {
+        while nix::unistd::write(&write, &vec![b'x'; chunk][..]).is_ok() {}
+    }
+    fcntl(&write, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    (read, write)
+}
+
+#[test]
+fn update_killed_during_install_finishes_on_the_next_run() {
+    let (w, _) = interrupted_world();
+    // An untracked file keeps the removed directory in place, and the client warns about
+    // it on stderr between renaming the files and writing the new version. With stderr a
+    // full pipe, that warning blocks the client exactly there, mid-install.
+    let untracked = w.root.join("usr/share/olddir/local");
+    std::fs::write(&untracked, b"mine\n").unwrap();
+    let (_read_end, write_end) = full_pipe();
+    let mut child = spawn_update(&w, write_end.into());
+    let journal = w.state.join("journal.json");
+    let hello = w.root.join("usr/bin/hello");
+    wait_until("the update to rename hello", || {
+        std::fs::read(&hello).unwrap() == b"#!/bin/sh\necho 20\n"
+    });
+    assert!(journal.exists(), "the update is journaled");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed mid-install: new files, but the old version and the journal.
+    let release = std::fs::read_to_string(w.root.join("usr/lib/os-release")).unwrap();
+    assert!(release.contains("VERSION_ID=10"), "{release}");
+    assert!(journal.exists());
+
+    std::fs::remove_file(&untracked).unwrap();
+    let out = ok(w.chainup(&["update"]));
+    assert!(
+        text(&out).contains("finishing the interrupted update to version 20"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        snapshot(&w.root, &STATE_PATHS),
+        expected(&w, 20, &["os-core"])
+    );
+    assert!(!journal.exists());
+}
+
+#[test]
+fn bundle_remove_killed_midway_is_finished_on_the_next_run() {
+    let w = World::on_tmpfs();
+    w.sample(10);
+    w.file(
+        10,
+        "devtools",
+        "/usr/share/devdir/x",
+        b"devtools only\n",
+        0o644,
+    );
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10", "-B", "devtools"]));
+    // As in the update case: an untracked file makes the client warn on a full stderr
+    // while deleting, after /usr/share/devdir/x and before the bundle's marker and gcc.
+    let untracked = w.root.join("usr/share/devdir/local");
+    std::fs::write(&untracked, b"mine\n").unwrap();
+    let (_read_end, write_end) = full_pipe();
+    let mut child = w
+        .chainup_cmd(&["bundle-remove", "devtools"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let x = w.root.join("usr/share/devdir/x");
+    wait_until("bundle-remove to delete devdir/x", || !x.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        w.root.join("usr/bin/gcc").exists(),
+        "killed before gcc went"
+    );
+
+    std::fs::remove_file(&untracked).unwrap();
+    ok(w.chainup(&["update"]));
+    assert_eq!(
+        snapshot(&w.root, &STATE_PATHS),
+        expected(&w, 10, &["os-core", "editors"])
+    );
+}

@@ -278,7 +278,14 @@ impl TargetRoot {
             parent.fd.as_fd(),
             parent.name,
         )
-        .map_err(|e| self.errno(path, e))
+        .map_err(|e| self.errno(path, e))?;
+        // rename(2) does nothing when both names are links to one inode (a file linked
+        // from the staging area by an interrupted run, placed again when finishing it):
+        // the temporary name must not be left behind.
+        match unlinkat(parent.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(self.errno(path, e)),
+        }
     }
 
     /// Removes `path` if present. A directory is removed only when empty; a non-empty one
@@ -392,6 +399,21 @@ mod tests {
         assert!(root.remove("/a/f").unwrap());
         assert!(root.lstat("/a/f").unwrap().is_none());
         assert!(root.remove("/a").unwrap());
+    }
+
+    #[test]
+    fn committing_a_link_to_the_same_inode_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("staged");
+        std::fs::write(&staged, b"new").unwrap();
+        std::fs::hard_link(&staged, dir.path().join("f")).unwrap();
+        let md = std::fs::metadata(&staged).unwrap();
+        let root = TargetRoot::open(dir.path()).unwrap();
+        root.place("/f", &staged, &Meta::from_metadata(&md), true)
+            .unwrap();
+        root.commit("/f").unwrap();
+        assert!(root.lstat(&format!("/{NEW_PREFIX}f")).unwrap().is_none());
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
     }
 
     #[test]
