@@ -311,6 +311,13 @@ impl Chain {
             remove_any(&tmp)?;
             return Err(bad("holds more than one entry".into()));
         }
+        // The object must also end (within the bound): a server that keeps sending after
+        // the archive is cut off and refused, not silently left hanging.
+        drop(item);
+        if let Err(e) = std::io::copy(&mut tar.into_inner(), &mut std::io::sink()) {
+            remove_any(&tmp)?;
+            return Err(io(e));
+        }
         std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
         Ok(StagedFile {
             hash: entry.hash,

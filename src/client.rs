@@ -66,6 +66,14 @@ pub struct BundleInfo {
     pub experimental: bool,
 }
 
+/// What the root holds before a change: the version, the bundles, their files.
+#[derive(Debug, Default)]
+struct Installed {
+    version: Option<u32>,
+    bundles: Vec<String>,
+    files: FileSet,
+}
+
 /// A client bound to one root, state directory and server.
 pub struct Client<'o> {
     settings: Settings,
@@ -217,7 +225,8 @@ impl<'o> Client<'o> {
         Ok(out)
     }
 
-    /// Finishes an update a previous run was interrupted in, if any.
+    /// Finishes an update a previous run was interrupted in, if any: the same move from
+    /// the same old state, so files already in place are simply placed again.
     pub fn recover(&self) -> Result<Option<Updated>> {
         let Some(record) = self.state.journal()? else {
             return Ok(None);
@@ -226,22 +235,31 @@ impl<'o> Client<'o> {
             "finishing the interrupted update to version {}",
             record.to
         )));
-        let from = version::installed(&self.settings.root)?;
-        let old = match from {
-            Some(v) if v != record.to => {
-                let mom = self.chain.mom(v)?;
-                FileSet::from_manifests(&self.resolve(&mom, &record.bundles, false)?)
-            }
-            _ => FileSet::default(),
-        };
+        let old = self.installed_state(record.from, &record.from_bundles)?;
         let mom = self.verified_mom(record.to)?;
         let new = self.resolve(&mom, &record.bundles, false)?;
         let applied = self.transition(&old, &new, &mom, 0, false)?;
         Ok(Some(Updated::Done {
-            from,
+            from: record.from,
             to: record.to,
             applied: applied.unwrap_or_default(),
         }))
+    }
+
+    /// What `bundles` at `version` put in the root (nothing for an empty root).
+    fn installed_state(&self, version: Option<u32>, bundles: &[String]) -> Result<Installed> {
+        let files = match version {
+            Some(v) => {
+                let mom = self.chain.mom(v)?;
+                FileSet::from_manifests(&self.resolve(&mom, bundles, false)?)
+            }
+            None => FileSet::default(),
+        };
+        Ok(Installed {
+            version,
+            bundles: bundles.to_vec(),
+            files,
+        })
     }
 
     /// `update [-V N] [--download]`: brings the root to `target` (default: latest).
@@ -257,8 +275,7 @@ impl<'o> Client<'o> {
         }
         self.info(format!("Updating from version {current} to {target}"));
         let installed = self.installed_bundles()?;
-        let old_mom = self.chain.mom(current)?;
-        let old = FileSet::from_manifests(&self.resolve(&old_mom, &installed, false)?);
+        let old = self.installed_state(Some(current), &installed)?;
         let new_mom = self.verified_mom(target)?;
         let keep: Vec<String> = installed
             .iter()
@@ -312,7 +329,7 @@ impl<'o> Client<'o> {
         ));
         let new = self.resolve(&mom, &names, true)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
-        let applied = self.transition(&FileSet::default(), &new, &mom, space, false)?;
+        let applied = self.transition(&Installed::default(), &new, &mom, space, false)?;
         Ok(Updated::Done {
             from: None,
             to: target,
@@ -346,11 +363,15 @@ impl<'o> Client<'o> {
             .filter(|m| !old_manifests.iter().any(|o| o.name() == m.name()))
             .map(|m| m.manifest().header.contentsize)
             .sum();
+        let old = Installed {
+            version: Some(current),
+            bundles: installed.clone(),
+            files: FileSet::from_manifests(&old_manifests),
+        };
         let mut all = installed;
         all.extend(fresh);
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
-        let old = FileSet::from_manifests(&old_manifests);
         Ok(self
             .transition(&old, &new, &mom, space, false)?
             .unwrap_or_default())
@@ -388,12 +409,16 @@ impl<'o> Client<'o> {
                 });
             }
         }
+        let old = Installed {
+            version: Some(current),
+            bundles: installed.clone(),
+            files: FileSet::from_manifests(&old_manifests),
+        };
         let keep: Vec<String> = installed
             .into_iter()
             .filter(|b| !names.contains(b))
             .collect();
         let new = self.resolve(&mom, &keep, false)?;
-        let old = FileSet::from_manifests(&old_manifests);
         Ok(self
             .transition(&old, &new, &mom, 0, false)?
             .unwrap_or_default())
@@ -413,14 +438,16 @@ impl<'o> Client<'o> {
                 .collect());
         }
         let mom = self.verified_mom(self.current_version()?)?;
-        Ok(mom
+        let mut all: Vec<BundleInfo> = mom
             .bundles()
             .map(|e| BundleInfo {
                 name: e.path.clone(),
                 installed: installed.contains(&e.path),
                 experimental: e.status == crate::manifest::Status::Experimental,
             })
-            .collect())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
     }
 
     /// `check-update`: the current version and the newest one on the server.
@@ -432,14 +459,14 @@ impl<'o> Client<'o> {
     /// downloading. `space` is the free space to require before downloading.
     fn transition(
         &self,
-        old: &FileSet,
+        old: &Installed,
         new: &[VerifiedManifest],
         mom: &VerifiedMom,
         space: u64,
         download_only: bool,
     ) -> Result<Option<Applied>> {
         let new_set = FileSet::from_manifests(new);
-        let plan = plan::plan(old, &new_set, &|p| self.root.hash(p))?;
+        let plan = plan::plan(&old.files, &new_set, &|p| self.root.hash(p))?;
         for kept in &plan.kept {
             self.observer.event(Event::Warning(format!(
                 "{kept} was changed locally; kept as it is"
@@ -457,10 +484,11 @@ impl<'o> Client<'o> {
         if download_only {
             return Ok(None);
         }
-        let bundles = new.iter().map(|m| m.name().to_string()).collect();
         self.state.begin(&JournalRecord {
+            from: old.version,
+            from_bundles: old.bundles.clone(),
             to: mom.version(),
-            bundles,
+            bundles: new.iter().map(|m| m.name().to_string()).collect(),
         })?;
         let applied = install::apply(&self.root, &plan, &staged, self.observer)?;
         self.state.high_water_mark().raise(mom.version())?;

@@ -265,6 +265,9 @@ pub fn validate_path(path: &str) -> Result<(), String> {
     if path.contains('\0') {
         return Err(format!("path {path:?} contains NUL"));
     }
+    if path.contains('\n') {
+        return Err(format!("path {path:?} contains a newline"));
+    }
     for comp in rest.split('/') {
         match comp {
             "" => return Err(format!("path {path:?} has an empty component")),

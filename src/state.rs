@@ -26,6 +26,10 @@ pub struct Lock {
 /// removed after the last, so a killed update is finished by the next run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalRecord {
+    /// The version the root held before (`None` for os-install).
+    pub from: Option<u32>,
+    /// The bundles the root held before.
+    pub from_bundles: Vec<String>,
     /// The version the root is being brought to.
     pub to: u32,
     /// The bundles the root will hold.
@@ -145,6 +149,8 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         assert_eq!(state.journal().unwrap(), None);
         let rec = JournalRecord {
+            from: Some(10),
+            from_bundles: vec!["os-core".into()],
             to: 20,
             bundles: vec!["os-core".into()],
         };

@@ -305,8 +305,14 @@ impl TargetRoot {
     /// Removes `path` if present. A directory is removed only when empty; a non-empty one
     /// is left in place and reported with `Ok(false)`.
     pub fn remove(&self, path: &str) -> Result<bool> {
-        let Some(parent) = self.parent(path)? else {
-            return Ok(true);
+        let parent = match self.parent(path) {
+            Ok(Some(parent)) => parent,
+            Ok(None) => return Ok(true),
+            // A parent that is now a file or a symlink (a directory that became a file in
+            // this release, or a local change): nothing is at `path` inside the root, and
+            // the symlink is never followed.
+            Err(Error::UnsafePath { .. }) => return Ok(true),
+            Err(e) => return Err(e),
         };
         match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if is_dir(&st) => {
@@ -430,5 +436,18 @@ mod tests {
         assert!(root.remove("/a/f").unwrap());
         assert!(root.lstat("/a/f").unwrap().is_none());
         assert!(root.remove("/a").unwrap());
+    }
+
+    #[test]
+    fn removing_below_a_file_or_symlink_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x"), b"keep").unwrap();
+        std::fs::write(dir.path().join("was-a-dir"), b"now a file").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let root = TargetRoot::open(dir.path()).unwrap();
+        assert!(root.remove("/was-a-dir/inner").unwrap());
+        assert!(root.remove("/link/x").unwrap());
+        assert!(outside.path().join("x").exists());
     }
 }

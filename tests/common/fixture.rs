@@ -217,10 +217,15 @@ impl World {
 
     /// `chainup` with the world's root, state, server and trust store.
     pub fn chainup_cmd(&self, args: &[&str]) -> Command {
+        self.chainup_cmd_at(&self.root, args)
+    }
+
+    /// [`World::chainup_cmd`] for another target root (same state directory).
+    pub fn chainup_cmd_at(&self, root: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("chainup"));
         cmd.args(args)
             .arg("--path")
-            .arg(&self.root)
+            .arg(root)
             .arg("--statedir")
             .arg(&self.state)
             .arg("--url")
@@ -284,4 +289,172 @@ pub fn expected(world: &World, version: u32, bundles: &[&str]) -> Snapshot {
         out.extend(snapshot(&world.tree(version, b), &[]));
     }
     out
+}
+
+impl World {
+    /// Like [`World::new`], but signing with `keys` (e.g. a root from the test PKI).
+    pub fn with_keys(keys: Keys) -> World {
+        let mut w = World::new();
+        w.keys = keys;
+        w
+    }
+
+    /// A path under the webroot (`"20/Manifest.MoM"`).
+    pub fn web(&self, rel: &str) -> PathBuf {
+        self.web.join(rel)
+    }
+
+    /// Changes owner (not following symlinks) of a path in a release tree; as root only.
+    pub fn chown(&self, version: u32, bundle: &str, path: &str, uid: u32, gid: u32) {
+        let p = self
+            .tree(version, bundle)
+            .join(path.trim_start_matches('/'));
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    }
+
+    /// Makes a directory (and parents) in a release tree with `mode`.
+    pub fn dir(&self, version: u32, bundle: &str, path: &str, mode: u32) {
+        let p = self
+            .tree(version, bundle)
+            .join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Makes (or replaces) a symlink in a release tree.
+    pub fn symlink(&self, version: u32, bundle: &str, path: &str, target: &str) {
+        let p = self
+            .tree(version, bundle)
+            .join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+
+    /// Removes a file, symlink or directory tree from a release tree.
+    pub fn remove(&self, version: u32, bundle: &str, path: &str) {
+        let p = self
+            .tree(version, bundle)
+            .join(path.trim_start_matches('/'));
+        let md = p.symlink_metadata().unwrap();
+        if md.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+
+    /// `chainup` with the world's settings but without `--allow-insecure-http`.
+    pub fn chainup_cmd_strict(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("chainup"));
+        cmd.args(args)
+            .arg("--path")
+            .arg(&self.root)
+            .arg("--statedir")
+            .arg(&self.state)
+            .arg("--url")
+            .arg(self.server.url())
+            .arg("--certpath")
+            .arg(&self.keys.root)
+            .args(["--max-retries", "1", "--retry-delay", "0", "--no-progress"]);
+        cmd
+    }
+
+    /// Re-signs `W/<version>/Manifest.MoM` with `openssl smime -sign -binary -outform
+    /// DER` by `cert`/`key` (`extra`: e.g. `-certfile`, `-nocerts`) into `Manifest.MoM.sig`.
+    pub fn sign_mom(&self, version: u32, cert: &Path, key: &Path, extra: &[&str]) {
+        let mom = self.web(&format!("{version}/Manifest.MoM"));
+        sign_file(&mom, cert, key, extra);
+    }
+
+    /// Replaces `W/<version>/Manifest.<name>.tar` (and the plain copy) with `text`, and
+    /// returns the swupd hash the new manifest has (0644 root:root, as published).
+    pub fn put_manifest(&self, version: u32, name: &str, text: &str) -> String {
+        let dir = self.web(&version.to_string());
+        std::fs::write(dir.join(format!("Manifest.{name}")), text).unwrap();
+        std::fs::write(
+            dir.join(format!("Manifest.{name}.tar")),
+            manifest_tar(&format!("Manifest.{name}"), text.as_bytes()),
+        )
+        .unwrap();
+        let meta = chainup::hash::Meta::file(0o644, 0, 0, text.len() as u64);
+        chainup::hash::hash_bytes(&meta, text.as_bytes()).to_hex()
+    }
+
+    /// The text of `W/<version>/Manifest.<name>` as published.
+    pub fn manifest_text(&self, version: u32, name: &str) -> String {
+        std::fs::read_to_string(self.web(&format!("{version}/Manifest.{name}"))).unwrap()
+    }
+
+    /// Rewrites bundle `name`'s manifest of `version` with `edit`, points the MoM at it and
+    /// re-signs the MoM with the world key: validly signed content with the edit in it.
+    pub fn resign_manifest(&self, version: u32, name: &str, edit: impl FnOnce(&str) -> String) {
+        let text = edit(&self.manifest_text(version, name));
+        let hash = self.put_manifest(version, name, &text);
+        let mom: String = self
+            .manifest_text(version, "MoM")
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                if f.len() == 4 && f[0].starts_with('M') && f[3] == name {
+                    format!("{}\t{hash}\t{version}\t{name}\n", f[0])
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        self.put_manifest(version, "MoM", &mom);
+        self.sign_mom(version, &self.keys.root, &self.keys.root_key, &[]);
+    }
+
+    /// The manifest line of `path` in bundle `bundle` of `version`: (flags, hash, version).
+    pub fn entry(&self, version: u32, bundle: &str, path: &str) -> (String, String, u32) {
+        let text = self.manifest_text(version, bundle);
+        let line = text
+            .lines()
+            .find(|l| l.split('\t').nth(3) == Some(path))
+            .unwrap_or_else(|| panic!("{path} is not in Manifest.{bundle} of {version}"));
+        let f: Vec<&str> = line.split('\t').collect();
+        (f[0].into(), f[1].into(), f[2].parse().unwrap())
+    }
+}
+
+/// `openssl smime -sign -binary -outform DER` over `data` into `<data>.sig`.
+pub fn sign_file(data: &Path, cert: &Path, key: &Path, extra: &[&str]) {
+    let mut sig = data.as_os_str().to_owned();
+    sig.push(".sig");
+    ok(run(Command::new("openssl")
+        .args(["smime", "-sign", "-binary", "-outform", "DER", "-in"])
+        .arg(data)
+        .arg("-out")
+        .arg(sig)
+        .arg("-signer")
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .args(extra)));
+}
+
+/// An xz tar holding one regular file `name` (0644 root:root) with `data`, as manifests are
+/// served.
+pub fn manifest_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let raw = one_entry_tar(name, data, 0o644, 0, 0);
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    std::io::Write::write_all(&mut xz, &raw).unwrap();
+    xz.finish().unwrap()
+}
+
+/// An uncompressed tar with one regular file `name`.
+pub fn one_entry_tar(name: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+    b.into_inner().unwrap()
 }

@@ -244,6 +244,9 @@ mod tests {
         let v30 = bundle_manifest(&REL20, &[], &[], &[], Some(&v20));
         assert_eq!(line(&v30, "/core").misc, Misc::Image);
         assert_eq!(line(&v30, "/core").status, Status::Deleted);
+        let text = v30.serialize();
+        assert!(text.contains(".d.i\t"), "{text}");
+        Manifest::parse(text.as_bytes(), chainup::manifest::Kind::Bundle).unwrap();
     }
 
     #[test]

@@ -27,6 +27,10 @@ use crate::sign::SignWith;
 #[command(
     name = "chainup-publish",
     disable_version_flag = true,
+    after_long_help = "Writes W/<V>/{Manifest.MoM,Manifest.MoM.sig,Manifest.<bundle>,format}, \
+        the .tar form of each manifest, W/<V>/files/<hash>.tar, then \
+        W/version/format<F>/latest and W/version/latest_version (each with .sig). \
+        Set RUST_LOG=info for per-bundle notes.",
     group(ArgGroup::new("signing").required(true).args(["cert", "no_sign"])),
 )]
 struct Args {

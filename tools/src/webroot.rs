@@ -4,6 +4,7 @@
 use std::fs::{File, Permissions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -103,6 +104,30 @@ pub fn write_atomic_with(
     Ok(len)
 }
 
+/// Holds an exclusive lock on the webroot for the life of the returned file, so two
+/// publishers cannot interleave their `latest` updates.
+pub fn lock(root: &Path) -> Result<File> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let path = root.join(".chainup-publish.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(e).with_context(|| {
+            format!(
+                "locking {}: is another chainup-publish running?",
+                path.display()
+            )
+        });
+    }
+    Ok(file)
+}
+
 /// Syncs a directory so the renames into it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -144,6 +169,14 @@ mod tests {
         let r = write_atomic_with(&p, |_| anyhow::bail!("boom"));
         assert!(r.is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn second_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        let e = format!("{:#}", lock(dir.path()).unwrap_err());
+        assert!(e.contains("another chainup-publish"), "{e}");
     }
 
     #[test]
