@@ -17,7 +17,7 @@ pub fn diagnose(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
     let problems = report.problems().count();
     summary(
         out,
-        &&format!(
+        &format!(
             "Checked {} entries against version {}: {}",
             report.checked,
             report.version,
@@ -40,7 +40,7 @@ pub fn repair(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
         show(out, f, "not-fixed");
     }
     let a = &done.applied;
-    summary(out, &&format!(
+    summary(out, &format!(
         "Repaired version {}: {} problems found, {} files and {} directories installed, {} removed, {} not fixed",
         done.found.version,
         done.found.problems().count(),

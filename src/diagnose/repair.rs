@@ -61,9 +61,13 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
     let staged = client.stage_all(&plan.needed(), &staging, bound)?;
     describe(client, &mut found, &scope, &staged);
 
-    // As `update` does: journal first, so an interrupted repair is finished by the next run.
+    // Journaled as `update` is. Interrupted at the same version, the next run's recovery
+    // has nothing to move (the next repair checks everything again); to another version
+    // (--force), it finishes the move like an interrupted update.
     let state = client.state();
     state.begin(&JournalRecord {
+        from: Some(current),
+        from_bundles: client.installed_bundles()?,
         to: found.version,
         bundles: scope.installed.clone(),
     })?;
