@@ -6,7 +6,6 @@ mod fixture;
 mod server;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
 use std::process::Output;
 
 use fixture::{expected, ok, snapshot, text, World};
@@ -189,40 +188,26 @@ fn a_symlinked_parent_never_leads_outside_the_root() {
     assert_eq!(snapshot(&w.root, &[]), expected(&w, 10, &BUNDLES));
 }
 
-/// Rewrites the fullfile of `tree_file` on the server with other bytes of the same size
-/// and metadata: a well-formed archive whose content does not hash right.
-fn tamper_fullfile(w: &World, tree_file: &Path) {
-    let hash = chainup::hash::hash_path(tree_file, false).unwrap().to_hex();
-    let path = w.web.join(format!("10/files/{hash}.tar"));
-    assert!(path.exists(), "{} not published", path.display());
-    let md = std::fs::symlink_metadata(tree_file).unwrap();
-    let mut content = std::fs::read(tree_file).unwrap();
-    content[0] ^= 0x20;
-    let mut header = tar::Header::new_gnu();
-    header.set_metadata(&md);
-    header.set_size(content.len() as u64);
-    let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append_data(&mut header, &hash, &content[..])
-        .unwrap();
-    std::fs::write(&path, builder.into_inner().unwrap()).unwrap();
-}
-
 #[test]
 fn a_tampered_fullfile_is_refused_and_the_root_left_alone() {
     let w = installed();
-    tamper_fullfile(&w, &w.tree(10, "os-core").join("usr/bin/hello"));
+    let (_, hash, version) = w.entry(10, "os-core", "/usr/bin/hello");
+    let evil = b"#!/bin/sh\nrm -rf /\n";
+    let fullfile = w.web(&format!("{version}/files/{hash}.tar"));
+    std::fs::write(&fullfile, fixture::one_entry_tar(&hash, evil, 0o755, 0, 0)).unwrap();
+    let meta = chainup::hash::Meta::file(0o755, 0, 0, evil.len() as u64);
+    let actual = chainup::hash::hash_bytes(&meta, evil).to_hex();
     std::fs::write(at(&w, "/usr/bin/hello"), b"changed\n").unwrap();
     let before = snapshot(&w.root, &[]);
 
     let out = w.chainup(&["repair"]);
     exits(&out, 38);
     let msg = text(&out);
-    assert!(
-        msg.contains("/usr/bin/hello") && msg.contains("expected"),
-        "{msg}"
-    );
+    for want in ["/usr/bin/hello", &format!("expected {hash}"), &actual] {
+        assert!(msg.contains(want), "no {want:?} in {msg}");
+    }
     assert_eq!(snapshot(&w.root, &[]), before);
+    assert!(!w.state.join("journal.json").exists());
 }
 
 #[test]

@@ -20,7 +20,7 @@ const MIN_SPLIT: usize = 64;
 
 /// The parent directory a worker opened last.
 #[derive(Default)]
-struct DirCache {
+pub(super) struct DirCache {
     dir: String,
     state: Option<Opened>,
 }
@@ -53,7 +53,12 @@ pub(super) fn entries(client: &Client, entries: &[&Entry], quick: bool) -> Vec<F
 }
 
 /// Checks one entry; returns the finding, if any, and the bytes read.
-fn one(root: &TargetRoot, cache: &mut DirCache, e: &Entry, quick: bool) -> (Option<Finding>, u64) {
+pub(super) fn one(
+    root: &TargetRoot,
+    cache: &mut DirCache,
+    e: &Entry,
+    quick: bool,
+) -> (Option<Finding>, u64) {
     let finding = |p| Some(Finding::new(&e.path, p, Some(e.etype)));
     let present = e.is_present();
     if e.status == Status::Ghosted

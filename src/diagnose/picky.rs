@@ -84,7 +84,7 @@ pub(super) fn extras(client: &Client, all: &FileSet, opts: &Options) -> Result<V
 }
 
 /// The manifest path of a host path found under the picky tree.
-fn manifest_path(tree: &str, host_tree: &Path, host: &Path) -> String {
+pub(super) fn manifest_path(tree: &str, host_tree: &Path, host: &Path) -> String {
     match host.strip_prefix(host_tree) {
         Ok(rel) => format!("{tree}/{}", rel.to_string_lossy()),
         Err(_) => host.to_string_lossy().into_owned(),
@@ -93,7 +93,7 @@ fn manifest_path(tree: &str, host_tree: &Path, host: &Path) -> String {
 
 /// The state directory as a manifest path, when it lies inside the root (it is chainup's
 /// own, never an extra).
-fn state_inside(root: &Path, state: &Path) -> Option<String> {
+pub(super) fn state_inside(root: &Path, state: &Path) -> Option<String> {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| PathBuf::from(p));
     let rel = canon(state).strip_prefix(canon(root)).ok()?.to_path_buf();
     let rel = rel.to_str()?;
