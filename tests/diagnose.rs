@@ -301,3 +301,39 @@ fn deleted_entries_that_remain_are_removed() {
     assert!(!at(&w, "/usr/share/doc/readme").exists());
     exits(&w.chainup(&["diagnose"]), 0);
 }
+
+#[test]
+fn a_root_without_os_release_is_repaired_to_the_version_given() {
+    let w = installed();
+    std::fs::remove_file(at(&w, "/usr/lib/os-release")).unwrap();
+    exits(&w.chainup(&["diagnose"]), 20);
+    let out = w.chainup(&["diagnose", "-V", "10"]);
+    exits(&out, 1);
+    reports(&out, "/usr/lib/os-release", &["Missing"]);
+    exits(&w.chainup(&["repair"]), 20);
+    exits(&w.chainup(&["repair", "-V", "10"]), 0);
+    exits(&w.chainup(&["diagnose"]), 0);
+    assert_eq!(snapshot(&w.root, &[]), expected(&w, 10, &BUNDLES));
+}
+
+#[test]
+fn repairing_to_another_version_needs_force() {
+    let w = installed();
+    w.derive(10, 20);
+    w.file(
+        20,
+        "os-core",
+        "/usr/bin/hello",
+        b"#!/bin/sh\necho 20\n",
+        0o755,
+    );
+    ok(w.publish(20, &[]));
+    exits(&w.chainup(&["repair", "-V", "20"]), 15);
+    let out = w.chainup(&["diagnose", "-V", "20"]);
+    exits(&out, 1);
+    reports(&out, "/usr/bin/hello", &["Hash mismatch"]);
+    reports(&out, "/usr/lib/os-release", &["Hash mismatch"]);
+    exits(&w.chainup(&["repair", "-V", "20", "--force"]), 0);
+    exits(&w.chainup(&["diagnose"]), 0);
+    assert_eq!(snapshot(&w.root, &[]), expected(&w, 20, &BUNDLES));
+}

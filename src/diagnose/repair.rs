@@ -35,11 +35,17 @@ pub struct Repaired {
 /// `repair`: diagnoses, then fixes every problem found. The caller holds the lock.
 pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
     client.recover()?;
-    let current = client.current_version()?;
-    if opts.version.is_some_and(|v| v != current) && !(opts.force || opts.picky) {
-        return Err(Error::Usage(format!(
-            "the root holds version {current}; repairing to another version needs --force or --picky"
-        )));
+    // A root whose os-release is gone can still be repaired to the version named by -V.
+    let current = match opts.version {
+        Some(_) => crate::version::installed(client.root().path())?,
+        None => Some(client.current_version()?),
+    };
+    if let (Some(now), Some(to)) = (current, opts.version) {
+        if now != to && !(opts.force || opts.picky) {
+            return Err(Error::Usage(format!(
+                "the root holds version {now}; repairing to version {to} needs --force or --picky"
+            )));
+        }
     }
     let (mut found, scope) = scan(client, opts)?;
     let (plan, mut unfixed) = plan(client, &scope, &found)?;
@@ -66,7 +72,7 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
     // (--force), it finishes the move like an interrupted update.
     let state = client.state();
     state.begin(&JournalRecord {
-        from: Some(current),
+        from: current,
         from_bundles: client.installed_bundles()?,
         to: found.version,
         bundles: scope.installed.clone(),
