@@ -23,6 +23,7 @@ pub fn diagnose(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
             report.version,
             match problems {
                 0 => "no problems".to_string(),
+                1 => "1 problem (`chainup repair` fixes it)".to_string(),
                 n => format!("{n} problems (`chainup repair` fixes them)"),
             }
         ),

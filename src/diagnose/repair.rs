@@ -48,7 +48,7 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
         }
     }
     let (mut found, scope) = scan(client, opts)?;
-    let (plan, mut unfixed) = plan(client, &scope, &found)?;
+    let (plan, mut unfixed) = plan(client, &scope, &found);
     if plan.is_empty() {
         return Ok(Repaired {
             found,
@@ -96,7 +96,7 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
 }
 
 /// The plan that fixes the problems in `report`, and the problems it cannot fix.
-fn plan(client: &Client, scope: &Scope, report: &Report) -> Result<(Plan, Vec<Finding>)> {
+fn plan(client: &Client, scope: &Scope, report: &Report) -> (Plan, Vec<Finding>) {
     let mut put: BTreeMap<String, Entry> = BTreeMap::new();
     let mut deletions = Vec::new();
     let mut unfixed = Vec::new();
@@ -111,7 +111,7 @@ fn plan(client: &Client, scope: &Scope, report: &Report) -> Result<(Plan, Vec<Fi
             },
         }
     }
-    add_broken_parents(client, scope, &mut put, &mut unfixed)?;
+    add_broken_parents(client, scope, &mut put, &mut unfixed);
     let mut plan = Plan::default();
     for e in put.into_values() {
         if e.etype == EntryType::Dir {
@@ -123,7 +123,7 @@ fn plan(client: &Client, scope: &Scope, report: &Report) -> Result<(Plan, Vec<Fi
     // Children before parents, so emptied directories can go too.
     deletions.sort_unstable_by(|a, b| b.cmp(a));
     plan.deletions = deletions;
-    Ok((plan, unfixed))
+    (plan, unfixed)
 }
 
 /// Adds to `put` every parent of a planned entry that is missing, a symlink or not a
@@ -134,7 +134,7 @@ fn add_broken_parents(
     scope: &Scope,
     put: &mut BTreeMap<String, Entry>,
     unfixed: &mut Vec<Finding>,
-) -> Result<()> {
+) {
     let root = client.root();
     let mut sound: HashMap<String, bool> = HashMap::new();
     let paths: Vec<String> = put.keys().cloned().collect();
@@ -176,7 +176,6 @@ fn add_broken_parents(
             }
         }
     }
-    Ok(())
 }
 
 /// Adds the exact differences, now that the verified objects are at hand.
