@@ -36,6 +36,7 @@ fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
+/// Asserts the exit code; `SHOW=1` prints every run's output (for `--nocapture`).
 #[track_caller]
 fn exits(out: &Output, want: i32) {
     if std::env::var_os("SHOW").is_some() {
