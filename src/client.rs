@@ -137,6 +137,11 @@ impl<'o> Client<'o> {
         &self.settings
     }
 
+    /// Where progress and messages go.
+    pub fn observer(&self) -> &'o dyn Observer {
+        self.observer
+    }
+
     /// Takes the one-client lock.
     pub fn lock(&self) -> Result<Lock> {
         self.state.lock()

@@ -19,7 +19,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Bytes hashed for a directory in place of content.
 const DIRECTORY_DATA: &[u8] = b"DIRECTORY";
 /// Read buffer for streaming file content: large enough to amortise syscalls.
-const READ_BUF: usize = 256 * 1024;
+pub const READ_BUF: usize = 256 * 1024;
 
 /// A 32-byte swupd hash, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -225,10 +225,18 @@ pub fn hash_bytes(meta: &Meta, data: &[u8]) -> Hash {
 
 /// Streams `reader` into a hasher, returning the number of bytes read.
 pub fn hash_reader(hasher: &mut Hasher, reader: &mut impl Read) -> io::Result<u64> {
-    let mut buf = vec![0u8; READ_BUF];
+    hash_reader_buf(hasher, reader, &mut vec![0u8; READ_BUF])
+}
+
+/// [`hash_reader`] with a caller's buffer (reused across many small files).
+pub fn hash_reader_buf(
+    hasher: &mut Hasher,
+    reader: &mut impl Read,
+    buf: &mut [u8],
+) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match reader.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -10,6 +10,8 @@ pub mod cli;
 pub mod client;
 /// The TOML configuration file.
 pub mod config;
+/// diagnose and repair: the root against its verified manifests.
+pub mod diagnose;
 /// The library's error type and exit codes.
 pub mod error;
 /// Atomic writes, free space, directory fsync.

@@ -129,6 +129,18 @@ pub enum Command {
         #[arg(short = 'B', long, value_delimiter = ',')]
         bundles: Vec<String>,
     },
+    /// Check the root against the manifests of its installed bundles (exit 1 if anything is wrong)
+    Diagnose(CheckArgs),
+    /// Fix what diagnose finds, with content fetched through the verified chain
+    Repair(CheckArgs),
+    /// Legacy alias: diagnose, or repair with --fix
+    Verify {
+        /// Repair what is found
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        check: CheckArgs,
+    },
     /// Print the swupd hash of a file
     Hashdump {
         /// Leave extended attributes out of the hash (`-n` works too, as in swupd)
@@ -156,10 +168,64 @@ impl Command {
             Command::BundleRemove { .. } => "bundle-remove",
             Command::BundleList { .. } => "bundle-list",
             Command::OsInstall { .. } => "os-install",
+            Command::Diagnose(_) => "diagnose",
+            Command::Repair(_) => "repair",
+            Command::Verify { .. } => "verify",
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
+        }
+    }
+}
+
+/// What diagnose, repair and verify check (swupd's short flags).
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Version to check against (default: the installed one)
+    #[arg(short = 'V', long = "version")]
+    pub version: Option<u32>,
+    /// Only these installed bundles and what they include, comma-separated
+    #[arg(short = 'B', long, value_delimiter = ',')]
+    pub bundles: Vec<String>,
+    /// Only this path
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<String>,
+    /// Only look for missing entries (no hashing)
+    #[arg(short = 'q', long, conflicts_with = "picky")]
+    pub quick: bool,
+    /// Also look for (repair: remove) entries under --picky-tree that no manifest lists
+    #[arg(short = 'Y', long)]
+    pub picky: bool,
+    /// Where --picky looks
+    #[arg(short = 'X', long, value_name = "PATH", default_value = crate::diagnose::DEFAULT_PICKY_TREE)]
+    pub picky_tree: String,
+    /// Path prefixes --picky leaves alone, comma-separated (plain prefixes, not regexes)
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "PREFIXES",
+        value_delimiter = ',',
+        default_value = "/usr/lib/modules,/usr/lib/kernel,/usr/local,/usr/src"
+    )]
+    pub picky_whitelist: Vec<String>,
+    /// Allow repairing to a version other than the installed one
+    #[arg(short = 'x', long)]
+    pub force: bool,
+}
+
+impl CheckArgs {
+    /// The library's options.
+    pub fn options(&self) -> crate::diagnose::Options {
+        crate::diagnose::Options {
+            version: self.version,
+            bundles: self.bundles.clone(),
+            file: self.file.clone(),
+            quick: self.quick,
+            picky: self.picky,
+            picky_tree: self.picky_tree.clone(),
+            picky_whitelist: self.picky_whitelist.clone(),
+            force: self.force,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `chainup` command line: arguments, settings from config and flags, dispatch, output.
 
 pub mod args;
+mod check;
 pub mod output;
 
 use std::path::{Path, PathBuf};
@@ -161,6 +162,22 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
                 out.result(&l);
             }
             Ok(0)
+        }
+        Command::Diagnose(args)
+        | Command::Verify {
+            fix: false,
+            check: args,
+        } => {
+            let _lock = client.lock()?;
+            check::diagnose(client, &args.options(), out)
+        }
+        Command::Repair(args)
+        | Command::Verify {
+            fix: true,
+            check: args,
+        } => {
+            let _lock = client.lock()?;
+            check::repair(client, &args.options(), out)
         }
         Command::Hashdump { .. } | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before")

@@ -3,7 +3,7 @@
 //! never send a write outside the root.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -114,7 +114,18 @@ impl TargetRoot {
         let Some(parent) = self.parent(path)? else {
             return Ok(None);
         };
-        match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        self.lstat_at(parent.fd.as_fd(), parent.name, path)
+    }
+
+    /// lstat of entry `name` of a parent opened with [`TargetRoot::parent`]; `path` is
+    /// for messages.
+    pub fn lstat_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        path: &str,
+    ) -> Result<Option<FileStat>> {
+        match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(self.errno(path, e)),
@@ -128,43 +139,53 @@ impl TargetRoot {
         let Some(parent) = self.parent(path)? else {
             return Ok(None);
         };
-        let st = match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let found = self.hash_at(parent.fd.as_fd(), parent.name, path)?;
+        Ok(found.map(|(h, _)| h))
+    }
+
+    /// Like [`TargetRoot::hash`] for entry `name` of a parent directory opened with
+    /// [`TargetRoot::parent`], also returning the metadata hashed (callers hashing many
+    /// entries of one directory walk its path once). `path` is for messages.
+    pub fn hash_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        path: &str,
+    ) -> Result<Option<(Hash, Meta)>> {
+        let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(self.errno(path, e)),
         };
-        let fmt = st.st_mode & libc::S_IFMT;
-        let kind = match fmt {
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
-            _ => Kind::File,
-        };
-        let meta = Meta {
-            kind,
-            mode: st.st_mode,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            rdev: st.st_rdev,
-            size: st.st_size as u64,
-        };
-        let mut hasher = Hasher::new(&meta, &[]);
-        match fmt {
+        let mut meta = meta_of(&st);
+        match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => {
-                let target =
-                    readlinkat(parent.fd.as_fd(), parent.name).map_err(|e| self.errno(path, e))?;
+                let target = readlinkat(dir, name).map_err(|e| self.errno(path, e))?;
+                let mut hasher = Hasher::new(&meta, &[]);
                 hasher.update(target.as_bytes());
+                Ok(Some((hasher.finish(), meta)))
             }
             libc::S_IFREG => {
                 let flags =
                     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-                let fd = openat(parent.fd.as_fd(), parent.name, flags, Mode::empty())
-                    .map_err(|e| self.errno(path, e))?;
-                crate::hash::hash_reader(&mut hasher, &mut File::from(fd))
-                    .map_err(|e| Error::io(self.host_path(path), e))?;
+                let fd =
+                    openat(dir, name, flags, Mode::empty()).map_err(|e| self.errno(path, e))?;
+                // Hash the object actually opened, with its own metadata, even if the path
+                // was swapped since the stat (never read a FIFO or device put there).
+                let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.errno(path, e))?;
+                meta = meta_of(&st);
+                let mut hasher = Hasher::new(&meta, &[]);
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    READ_BUF
+                        .with_borrow_mut(|buf| {
+                            crate::hash::hash_reader_buf(&mut hasher, &mut File::from(fd), buf)
+                        })
+                        .map_err(|e| Error::io(self.host_path(path), e))?;
+                }
+                Ok(Some((hasher.finish(), meta)))
             }
-            _ => {}
+            _ => Ok(Some((Hasher::new(&meta, &[]).finish(), meta))),
         }
-        Ok(Some(hasher.finish()))
     }
 
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its
@@ -339,6 +360,29 @@ impl TargetRoot {
     /// Flushes the root's filesystem to disk.
     pub fn sync(&self) -> Result<()> {
         nix::unistd::syncfs(self.fd.as_fd()).map_err(|e| Error::io(&self.path, e.into()))
+    }
+}
+
+thread_local! {
+    /// One read buffer per thread: allocating (and zeroing) it per file would cost more
+    /// than reading a typical small file.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; crate::hash::READ_BUF]);
+}
+
+/// The hashed fields of an lstat/fstat result; special files hash as files, as in swupd.
+fn meta_of(st: &FileStat) -> Meta {
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        _ => Kind::File,
+    };
+    Meta {
+        kind,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size as u64,
     }
 }
 
