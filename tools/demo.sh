@@ -67,4 +67,12 @@ cat "$root/usr/lib/os-release"
 say "bundle-list --all"
 chainup bundle-list --all
 
+say "diagnose: tamper with the root, find it, repair it"
+echo "tampered" > "$root/usr/bin/hello"
+chmod 0600 "$root/usr/share/doc/os-core.txt"
+rm "$root/usr/bin/edit"
+chainup diagnose || echo "(diagnose exit $?: problems found, as expected)"
+chainup repair
+chainup diagnose && echo "(diagnose exit 0: clean)"
+
 say "Done: webroot/ holds the signed content; $root the updated root"
