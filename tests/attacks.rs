@@ -28,7 +28,7 @@ fn world_with(w: World, install: bool) -> World {
 }
 
 fn world() -> World {
-    world_with(World::new(), true)
+    world_with(World::on_tmpfs(), true)
 }
 
 fn root(w: &World) -> Snapshot {
