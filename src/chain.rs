@@ -144,7 +144,18 @@ impl Chain {
         match &self.signatures {
             Signatures::Skip => Ok(()),
             Signatures::Verify(store) => {
-                let sig = source.fetch(sig_rel, MAX_SIG_BYTES)?;
+                // A signature the server does not have is a failed signature check, not a
+                // mere download problem; an unreachable server stays a connection error.
+                let sig = source.fetch(sig_rel, MAX_SIG_BYTES).map_err(|e| match e {
+                    Error::Download {
+                        url: sig_url,
+                        reason,
+                    } => Error::Signature {
+                        what: url.to_string(),
+                        reason: format!("cannot fetch its signature {sig_url}: {reason}"),
+                    },
+                    other => other,
+                })?;
                 store.verify(url, data, &sig)
             }
         }
@@ -258,7 +269,7 @@ impl Chain {
         let plain = Bounded::new(
             archive::decompress(download).map_err(io)?,
             bound + TAR_SLACK,
-            &url,
+            "its unpacked content",
         );
         let mut tar = tar::Archive::new(plain);
         let mut entries = tar.entries().map_err(io)?;

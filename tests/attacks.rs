@@ -87,7 +87,7 @@ fn bad_mom_signatures_are_refused() {
     );
     // No signature at all.
     std::fs::remove_file(&sig).unwrap();
-    refused(&w, &["update"], None, &["Manifest.MoM.sig"]);
+    refused(&w, &["update"], Some(21), &["Manifest.MoM.sig", "HTTP 404"]);
     std::fs::write(&sig, good).unwrap();
     then_update_works(&w);
 }
