@@ -139,6 +139,13 @@ pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> 
 fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> Result<Hash> {
     let name = item.hash.to_hex();
     let meta = item.meta;
+    if meta.kind != Kind::Symlink {
+        // The client hashes what the header says: read it back the way the client does.
+        let said = chainup::archive::header_meta(&header(&meta, mtime))?;
+        if said != meta {
+            bail!("{}: tar header would say {said:?}, not {meta:?}", item.path);
+        }
+    }
     let mut hasher = Hasher::new(&meta, &[]);
     match (&item.source, meta.kind) {
         (Source::Synthetic, Kind::File) if meta.size == 0 => {

@@ -79,6 +79,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let bundles = release::load_bundles(&opts.bundles)?;
     release::check_images(&bundles, &opts.images)?;
     check_format(opts.format, &bundles)?;
+    check_trees(&opts.trees, &bundles)?;
     let mut signing = Signing::load(&opts.sign)?;
     let layout = Layout::new(&opts.webroot);
 
@@ -143,6 +144,27 @@ fn check_format(format: u32, bundles: &Bundles) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a tree that no bundle claims: a misspelt bundle name would otherwise drop its
+/// content from the release without a word.
+fn check_trees(trees: &Path, bundles: &Bundles) -> Result<()> {
+    let entries = match std::fs::read_dir(trees) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", trees.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", trees.display()))?;
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| bundles.contains_key(n)) {
+            bail!(
+                "{} is not a bundle defined in the bundle definitions",
+                entry.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The previous release (`--previous`, else `latest`), after checking the new version
 /// is newer than both it and what `latest` announces.
 fn load_previous(opts: &Options, layout: &Layout) -> Result<Option<Previous>> {
@@ -170,7 +192,8 @@ fn load_previous(opts: &Options, layout: &Layout) -> Result<Option<Previous>> {
 fn bundle_items(opts: &Options, name: &str) -> Result<Vec<Item>> {
     let root = opts.trees.join(name);
     let images: Vec<_> = opts.images.iter().filter(|i| i.bundle == name).collect();
-    let mut items = match std::fs::symlink_metadata(&root) {
+    // The tree root may be a symlink to where the tree was built; nothing below it is followed.
+    let mut items = match std::fs::metadata(&root) {
         Ok(md) if md.is_dir() => tree::scan(&root)?,
         Ok(_) => bail!("{} is not a directory", root.display()),
         // A bundle that only carries images needs no tree.

@@ -111,11 +111,16 @@ fn tree_item(path: String, fs_path: &Path) -> Result<Item> {
     };
     // Mixer never hashes xattrs, and neither does a default swupd client.
     let hash = hash_path(fs_path, false)?;
+    let mut meta = Meta::from_metadata(&md);
+    if etype == EntryType::Dir {
+        // swupd hashes directories with size 0, and that is what their tar header says.
+        meta.size = 0;
+    }
     Ok(Item {
         path,
         etype,
         image: None,
-        meta: Meta::from_metadata(&md),
+        meta,
         hash,
         source: Source::Tree(fs_path.to_path_buf()),
     })
