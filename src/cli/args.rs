@@ -138,6 +138,8 @@ pub enum Command {
     },
     /// Show versions, URLs and state
     Info,
+    /// Accept the running A/B slot: drop the boot counter of its EFI entry
+    MarkGood,
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -158,6 +160,7 @@ impl Command {
             Command::OsInstall { .. } => "os-install",
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
+            Command::MarkGood => "mark-good",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }
