@@ -282,3 +282,100 @@ impl StagedImage {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Signatures;
+    use crate::hash::hash_bytes;
+    use crate::manifest::{EntryType, Misc, Status};
+    use crate::source::{Source, SourceConfig};
+
+    /// A file:// webroot holding one image fullfile (zstd tar) named by `name`.
+    fn served(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> Chain {
+        let files = dir.join("20/files");
+        std::fs::create_dir_all(&files).unwrap();
+        let mut t = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            t.append_data(&mut h, path, *data).unwrap();
+        }
+        let tar = zstd::encode_all(&t.into_inner().unwrap()[..], 1).unwrap();
+        std::fs::write(files.join(format!("{name}.tar")), tar).unwrap();
+        let url = format!("file://{}", dir.display());
+        let src = Source::new(&url, &SourceConfig::default()).unwrap();
+        Chain::new(src.clone(), src, Signatures::Skip, 30)
+    }
+
+    fn entry(data: &[u8]) -> Entry {
+        Entry {
+            etype: EntryType::File,
+            status: Status::Present,
+            modifier: b'.',
+            misc: Misc::Image,
+            hash: hash_bytes(&image_meta(data.len() as u64), data),
+            version: 20,
+            path: "/core".into(),
+        }
+    }
+
+    #[test]
+    fn streams_verifies_and_checks_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(IMAGE_BUF + 1000)).map(|i| (i % 251) as u8).collect();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let chain = served(dir.path(), &hex, &[(&hex, &data)]);
+        let stream = chain.open_image(&e, 1 << 30).unwrap();
+        assert_eq!(stream.size(), data.len() as u64);
+        let mut sink = Vec::new();
+        let image = stream.write_to(&mut sink, Path::new("sink")).unwrap();
+        assert_eq!(sink, data);
+        image.check_copy(&mut &data[..], Path::new("copy")).unwrap();
+        let mut bad = data.clone();
+        bad[IMAGE_BUF] ^= 1;
+        let err = image
+            .check_copy(&mut &bad[..], Path::new("copy"))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 38, "{err}");
+        assert!(image
+            .check_copy(&mut &data[..10], Path::new("copy"))
+            .is_err());
+    }
+
+    #[test]
+    fn refuses_wrong_bytes_names_extra_entries_and_oversize() {
+        let data = b"core image bytes".to_vec();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let run = |entries: &[(&str, &[u8])], bound: u64| {
+            let dir = tempfile::tempdir().unwrap();
+            let chain = served(dir.path(), &hex, entries);
+            chain.stream_image(&e, &mut Vec::new(), Path::new("sink"), bound)
+        };
+        let err = run(&[(&hex, b"core image bytez")], 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::HashMismatch {
+                    subject: Subject::Image,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = run(&[("other", &data)], 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("instead of"), "{err}");
+        let err = run(&[(&hex, &data), ("extra", b"x")], 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the image"), "{err}");
+        let err = run(&[(&hex, &data)], 4).unwrap_err().to_string();
+        assert!(err.contains("over the bound"), "{err}");
+        run(&[(&hex, &data)], 1 << 20).unwrap();
+    }
+}
