@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::{remove_any, Chain};
 use crate::archive::{self, Bounded, TAR_SLACK};
@@ -28,13 +29,28 @@ fn image_meta(size: u64) -> Meta {
     Meta::file(0o644, 0, 0, size)
 }
 
+/// Blocks of the image in flight between the download thread and the writer, at most.
+const IN_FLIGHT: usize = 2;
+
+/// What the download thread hands over.
+enum Msg {
+    /// The tar header was read: the image is this many bytes.
+    Header(u64),
+    /// The next bytes of the image.
+    Block(Vec<u8>),
+    /// All bytes were sent and only tar padding followed.
+    End,
+}
+
 /// An image payload's fullfile, opened: its tar header read and checked, its bytes not yet.
+/// A thread downloads and decompresses ahead while the caller hashes and writes.
 pub struct ImageStream {
     hash: Hash,
     path: String,
     url: String,
     size: u64,
-    body: Box<dyn Read>,
+    blocks: Receiver<Result<Msg>>,
+    spare: SyncSender<Vec<u8>>,
 }
 
 /// An image payload whose bytes hashed to its manifest line as they went into a sink.
@@ -65,26 +81,34 @@ impl Chain {
             return Err(bad(format!("{} is not an image payload", entry.path)));
         }
         let download = self.content.open(&rel, bound + TAR_SLACK)?;
-        let plain = archive::decompress(download).map_err(|e| download_error(&url, e))?;
-        let mut body: Box<dyn Read> = Box::new(Bounded::new(plain, bound + TAR_SLACK, &url));
-        let mut block = [0u8; BLOCK];
-        body.read_exact(&mut block).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => bad("the archive is empty".into()),
-            _ => download_error(&url, e),
-        })?;
-        let header = tar::Header::from_byte_slice(&block);
-        let size = check_header(header, &entry.hash.to_hex()).map_err(bad)?;
-        if size > bound {
-            return Err(bad(format!(
-                "the image is {size} bytes, over the bound of {bound}"
-            )));
-        }
+        let (tx, blocks) = sync_channel(IN_FLIGHT);
+        let (spare, spare_rx) = sync_channel(IN_FLIGHT + 2);
+        let (hex, thread_url) = (entry.hash.to_hex(), url.clone());
+        std::thread::Builder::new()
+            .name("image-download".into())
+            .spawn(move || {
+                let bad = |reason: String| Error::Archive {
+                    what: thread_url.clone(),
+                    reason,
+                };
+                // A send fails only when the writer gave up; then there is nobody to tell.
+                if let Err(e) = produce(download, &hex, bound, &thread_url, &tx, &spare_rx, bad) {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(|e| bad(format!("cannot start the download thread: {e}")))?;
+        let size = match blocks.recv() {
+            Ok(Ok(Msg::Header(size))) => size,
+            Ok(Err(e)) => return Err(e),
+            _ => return Err(bad("the download thread stopped".into())),
+        };
         Ok(ImageStream {
             hash: entry.hash,
             path: entry.path.clone(),
             url,
             size,
-            body,
+            blocks,
+            spare,
         })
     }
 
@@ -129,6 +153,65 @@ impl Chain {
             path: final_path,
         })
     }
+}
+
+/// The download thread: decompresses, checks the tar header, then sends the image in
+/// blocks (reusing the buffers the writer hands back) and checks the padding after it.
+fn produce(
+    download: crate::source::Download,
+    hex: &str,
+    bound: u64,
+    url: &str,
+    tx: &SyncSender<Result<Msg>>,
+    spare: &Receiver<Vec<u8>>,
+    bad: impl Fn(String) -> Error,
+) -> Result<()> {
+    let read_err = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => bad("the archive ends before the image does".into()),
+        _ => download_error(url, e),
+    };
+    let plain = archive::decompress(download).map_err(|e| download_error(url, e))?;
+    let mut body = Bounded::new(plain, bound + TAR_SLACK, url);
+    let mut block = [0u8; BLOCK];
+    body.read_exact(&mut block).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => bad("the archive is empty".into()),
+        _ => download_error(url, e),
+    })?;
+    let size = check_header(tar::Header::from_byte_slice(&block), hex).map_err(&bad)?;
+    if size > bound {
+        return Err(bad(format!(
+            "the image is {size} bytes, over the bound of {bound}"
+        )));
+    }
+    if tx.send(Ok(Msg::Header(size))).is_err() {
+        return Ok(());
+    }
+    let mut left = size;
+    while left > 0 {
+        let n = IMAGE_BUF.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(n, 0);
+        body.read_exact(&mut buf).map_err(read_err)?;
+        if tx.send(Ok(Msg::Block(buf))).is_err() {
+            return Ok(());
+        }
+        left -= n as u64;
+    }
+    // Padding and the end-of-archive blocks are zeros; anything else is a second entry.
+    let mut rest = Bounded::new(&mut body, TAR_SLACK, url);
+    loop {
+        let n = match rest.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(download_error(url, e)),
+        };
+        if block[..n].iter().any(|&b| b != 0) {
+            return Err(bad("holds more than the image entry".into()));
+        }
+    }
+    let _ = tx.send(Ok(Msg::End));
+    Ok(())
 }
 
 /// Checks the one tar header of an image fullfile; returns the payload size.
@@ -180,44 +263,27 @@ impl ImageStream {
     /// Copies the payload into `sink` in large blocks, hashing as it goes; the result is
     /// verified only if the hash matched and nothing but tar padding followed. A sink that
     /// must not hold unverified bytes must not be bootable while this runs.
-    pub fn write_to(mut self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
+    pub fn write_to(self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
         let url = self.url.clone();
-        let read_err = |e: io::Error| match e.kind() {
-            io::ErrorKind::UnexpectedEof => Error::Archive {
-                what: url.clone(),
-                reason: "the archive ends before the image does".into(),
-            },
-            _ => download_error(&url, e),
+        let stopped = || Error::Archive {
+            what: url.clone(),
+            reason: "the download thread stopped".into(),
         };
         let mut hasher = Hasher::new(&image_meta(self.size), &[]);
-        let mut buf = vec![0u8; IMAGE_BUF.min(self.size.max(1) as usize)];
         let mut left = self.size;
-        while left > 0 {
-            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.body.read_exact(&mut buf[..n]).map_err(read_err)?;
-            hasher.update(&buf[..n]);
-            sink.write_all(&buf[..n])
-                .map_err(|e| Error::io(target, e))?;
-            left -= n as u64;
-        }
-        sink.flush().map_err(|e| Error::io(target, e))?;
-        // Padding and the end-of-archive blocks are zeros; anything else is a second entry.
-        let mut rest = Bounded::new(&mut self.body, TAR_SLACK, &url);
-        let mut tail = [0u8; BLOCK];
         loop {
-            let n = match rest.read(&mut tail) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(download_error(&url, e)),
-            };
-            if tail[..n].iter().any(|&b| b != 0) {
-                return Err(Error::Archive {
-                    what: url,
-                    reason: "holds more than the image entry".into(),
-                });
+            match self.blocks.recv().map_err(|_| stopped())?? {
+                Msg::Block(buf) if buf.len() as u64 <= left => {
+                    hasher.update(&buf);
+                    sink.write_all(&buf).map_err(|e| Error::io(target, e))?;
+                    left -= buf.len() as u64;
+                    let _ = self.spare.try_send(buf);
+                }
+                Msg::End if left == 0 => break,
+                _ => return Err(stopped()),
             }
         }
+        sink.flush().map_err(|e| Error::io(target, e))?;
         let actual = hasher.finish();
         if actual != self.hash {
             return Err(Error::HashMismatch {
