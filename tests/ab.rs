@@ -220,6 +220,11 @@ fn update_writes_the_inactive_slot_then_alternates() {
     )
     .unwrap();
     std::fs::write(&ab.cmdline, "quiet chainup.slot=b\n").unwrap();
+    // Slot A is the fallback until this boot is accepted: no update may overwrite it.
+    let out = ab.chainup(&["update", "-V", "30"]);
+    assert_eq!(out.status.code(), Some(40), "{}", text(&out));
+    assert!(text(&out).contains("still on trial"), "{}", text(&out));
+    assert!(starts_with(&ab.core_a, &core(10)));
     let out = ok(ab.chainup(&["mark-good"]));
     assert!(
         text(&out).contains("clipos-20+2-1.efi marked good: clipos-20.efi"),

@@ -163,6 +163,14 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
             });
         }
     }
+    // The inactive slot is the fallback while the running one is on trial: keep it.
+    if let Some(e) = entries.iter().find(|e| e.version == keep && !e.is_good()) {
+        return Err(Error::Slot(format!(
+            "the running slot {active} boots from {}, which is still on trial; run `chainup \
+             mark-good` once this boot is known good, then update",
+            e.name
+        )));
+    }
     if !entries.iter().any(|e| e.version == keep) {
         return Err(Error::Slot(format!(
             "{} has no boot entry {}-{keep}[+N].efi for the running slot {active}; refusing to \
