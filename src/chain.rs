@@ -17,6 +17,9 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
+mod image;
+pub use image::{ImageStream, StagedImage, VerifiedImage, IMAGE_BUF};
+
 /// Largest signature file accepted.
 const MAX_SIG_BYTES: u64 = 1 << 20;
 /// Largest `latest` / `latest_version` file accepted.

@@ -12,6 +12,7 @@ use crate::install::{self, Applied, TargetRoot};
 use crate::plan::{self, FileSet};
 use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
+use crate::slots::Slots;
 use crate::source::{Source, SourceConfig};
 use crate::state::{JournalRecord, Lock, StateDir};
 use crate::{fsutil, version, Error, Result};
@@ -41,6 +42,8 @@ pub struct Settings {
     pub max_age_days: Option<u64>,
     /// Cap on one fullfile when the manifests give no content size.
     pub fullfile_cap: u64,
+    /// The `[slots]` table: where A/B images go; without it images are skipped.
+    pub slots: Option<crate::config::Slots>,
 }
 
 /// The outcome of an update.
@@ -488,6 +491,7 @@ impl<'o> Client<'o> {
             &self.settings.root,
             self.copy_bytes(&plan, &staged, &staging)?,
         )?;
+        self.install_images(&old.files, &new_set, mom, bound)?;
         self.state.begin(&JournalRecord {
             from: old.version,
             from_bundles: old.bundles.clone(),
@@ -524,6 +528,84 @@ impl<'o> Client<'o> {
             .filter_map(|f| staged.get(&f.hash))
             .map(|s| s.meta().size)
             .sum())
+    }
+
+    /// The checked `[slots]` table, if the config has one.
+    pub fn slots(&self) -> Result<Option<Slots>> {
+        self.settings
+            .slots
+            .as_ref()
+            .map(Slots::from_config)
+            .transpose()
+    }
+
+    /// Writes changed A/B images into the inactive slot (SPEC section 6). This runs after
+    /// the files are staged and before any of them is installed: a failed or corrupt image
+    /// leaves the root at its old version, and the journal begins only once the images are
+    /// in, so recovering from it never redoes them. Only a move of the root to another
+    /// version installs images (not os-install, bundle-add or bundle-remove); without a
+    /// `[slots]` table they are skipped with a warning and the files still update.
+    fn install_images(
+        &self,
+        old: &FileSet,
+        new: &FileSet,
+        mom: &VerifiedMom,
+        bound: u64,
+    ) -> Result<()> {
+        use crate::install::image::{self, Outcome, Payloads};
+        use crate::manifest::ImageKind::{Core, EfiBoot};
+        let hashes = |s: &FileSet| {
+            (
+                s.image(Core).map(|e| e.hash),
+                s.image(EfiBoot).map(|e| e.hash),
+            )
+        };
+        let (core, efiboot) = (new.image(Core), new.image(EfiBoot));
+        if (core.is_none() && efiboot.is_none()) || hashes(old) == hashes(new) {
+            return Ok(());
+        }
+        let root_version = version::installed(&self.settings.root)?;
+        if root_version.is_none_or(|v| v == mom.version()) {
+            return Ok(());
+        }
+        let Some(slots) = self.slots()? else {
+            self.observer.event(Event::Warning(format!(
+                "version {} carries A/B images, but the config has no [slots] table: images skipped, files updated",
+                mom.version()
+            )));
+            return Ok(());
+        };
+        let (Some(core), Some(efiboot)) = (core, efiboot) else {
+            return Err(Error::Slot(format!(
+                "version {} carries only one of /core and /efiboot; a slot needs both",
+                mom.version()
+            )));
+        };
+        let ctx = image::Context {
+            chain: &self.chain,
+            slots: &slots,
+            state: &self.state,
+            observer: self.observer,
+            root_version,
+            root_images: hashes(old),
+            bound,
+        };
+        let payloads = Payloads {
+            core,
+            efiboot,
+            version: mom.version(),
+        };
+        match image::install(&ctx, &payloads)? {
+            Outcome::Installed { .. } => {}
+            Outcome::Running { slot } => self.info(format!(
+                "The running slot {slot} already holds these images"
+            )),
+            Outcome::Pending { slot, entry } => self.info(format!(
+                "Slot {slot} already holds version {} (boot entry {entry}); reboot to use it",
+                mom.version()
+            )),
+        }
+        Ok(())
     }
 
     /// Downloads, decompresses and verifies content in parallel (one worker per

@@ -28,6 +28,8 @@ pub mod plan;
 pub mod progress;
 /// PKCS#7 trust store, verify, sign.
 pub mod signature;
+/// The A/B slots from the config and which one is running.
+pub mod slots;
 /// Where content comes from: https, http, file://, retries, bounds.
 pub mod source;
 /// State directory, lock, journal.

@@ -150,6 +150,8 @@ pub enum Command {
     },
     /// Show versions, URLs and state
     Info,
+    /// Accept the running A/B slot: drop the boot counter of its EFI entry
+    MarkGood,
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -173,6 +175,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
+            Command::MarkGood => "mark-good",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }

@@ -15,7 +15,11 @@ use output::Output;
 
 use crate::client::{Client, Settings, Updated};
 use crate::config::{Config, CONFIG_PATH};
+use crate::install::boot;
+use crate::install::esp::ENTRY_DIR;
+use crate::slots::{Slot, Slots};
 use crate::source::SourceConfig;
+use crate::state::StateDir;
 use crate::{hash, Error, Result};
 
 /// The trust store swupd uses by default.
@@ -57,6 +61,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
             );
             Ok(0)
         }
+        // Run late in boot: needs neither a server URL nor a trust store.
+        Command::MarkGood => mark_good(g, out),
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
@@ -161,6 +167,9 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             for l in lines {
                 out.result(&l);
             }
+            if let Some(slots) = client.slots()? {
+                slots_info(&slots, client.state(), out)?;
+            }
             Ok(0)
         }
         Command::Diagnose(args)
@@ -179,7 +188,10 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             let _lock = client.lock()?;
             check::repair(client, &args.options(), out)
         }
-        Command::Hashdump { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Hashdump { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::MarkGood => {
             unreachable!("handled before")
         }
     }
@@ -203,6 +215,57 @@ fn report(out: &Output, updated: Updated) {
         ),
     };
     out.result(&text);
+}
+
+/// `info` lines about the A/B slots: the active one, what each holds, the boot entries.
+fn slots_info(slots: &Slots, state: &StateDir, out: &Output) -> Result<()> {
+    let status = boot::status(slots, state)?;
+    let active = match &status.active {
+        Ok(a) => format!("{} ({})", a.slot, a.evidence.join("; ")),
+        Err(why) => format!("unknown: {why}"),
+    };
+    out.result(&format!("Active slot: {active}"));
+    for slot in Slot::ALL {
+        out.result(&boot::describe(slots, &status, slot));
+    }
+    let names: Vec<&str> = status.entries.iter().map(|e| e.name.as_str()).collect();
+    out.result(&format!(
+        "Boot entries in {}: {}",
+        slots.esp.join(ENTRY_DIR).display(),
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    ));
+    Ok(())
+}
+
+/// `mark-good`: the running slot booted well; its entry keeps no boot counter.
+fn mark_good(g: &Global, out: &Output) -> Result<i32> {
+    let root = g.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let config = match &g.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(&root.join(CONFIG_PATH), false)?,
+    };
+    let slots = config
+        .slots
+        .as_ref()
+        .ok_or_else(|| Error::Slot("mark-good needs the [slots] table in the config".into()))?;
+    let slots = Slots::from_config(slots)?;
+    let state_dir = g
+        .statedir
+        .clone()
+        .or(config.statedir)
+        .unwrap_or_else(|| root.join("var/lib/chainup"));
+    let state = StateDir::open(&state_dir)?;
+    let _lock = state.lock()?;
+    let text = match boot::mark_good(&slots, &state, crate::version::installed(&root)?)? {
+        boot::MarkGood::Marked { from, to } => format!("Boot entry {from} marked good: {to}"),
+        boot::MarkGood::AlreadyGood(name) => format!("Boot entry {name} is already marked good"),
+    };
+    out.result(&text);
+    Ok(0)
 }
 
 fn hashdump(g: &Global, no_xattrs: bool, file: &Path, out: &Output) -> Result<i32> {
@@ -296,6 +359,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
         allow_downgrade: g.allow_downgrade,
         max_age_days: g.max_age.or(config.max_age),
         fullfile_cap: FULLFILE_CAP,
+        slots: config.slots.clone(),
     })
 }
 

@@ -228,6 +228,20 @@ impl World {
             .args(extra))
     }
 
+    /// Publishes release `version` with A/B image payloads in `bundle`
+    /// (`--image BUNDLE:core=PATH --image BUNDLE:efiboot=PATH`).
+    pub fn publish_images(
+        &self,
+        version: u32,
+        bundle: &str,
+        core: &Path,
+        efiboot: &Path,
+    ) -> Output {
+        let core = format!("{bundle}:core={}", core.display());
+        let efiboot = format!("{bundle}:efiboot={}", efiboot.display());
+        self.publish(version, &["--image", &core, "--image", &efiboot])
+    }
+
     /// `chainup` with the world's root, state, server and trust store.
     pub fn chainup_cmd(&self, args: &[&str]) -> Command {
         self.chainup_cmd_at(&self.root, args)

@@ -1,0 +1,447 @@
+//! Step 3 for image payloads (`/core`, `/efiboot`): the fullfile's single tar entry is
+//! streamed through the hash into a sink (a slot, a staging file) without ever being held
+//! whole, and only a matching hash yields a [`VerifiedImage`].
+//!
+//! The header is read first ([`Chain::open_image`]), so the installer learns the size and
+//! can refuse an image too large for its slot before anything is touched.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use super::{remove_any, Chain};
+use crate::archive::{self, Bounded, TAR_SLACK};
+use crate::error::Subject;
+use crate::hash::{Hash, Hasher, Meta};
+use crate::manifest::Entry;
+use crate::source::download_error;
+use crate::{Error, Result};
+
+/// Bytes moved per read and write: large, so a block device sees few, big requests.
+pub const IMAGE_BUF: usize = 4 << 20;
+const BLOCK: usize = 512;
+
+/// The metadata an image payload is hashed with (SPEC section 2): a regular file, 0644,
+/// root:root, whatever the tar header says about mode and owner.
+fn image_meta(size: u64) -> Meta {
+    Meta::file(0o644, 0, 0, size)
+}
+
+/// Blocks of the image in flight between the download thread and the writer, at most.
+const IN_FLIGHT: usize = 2;
+
+/// What the download thread hands over.
+enum Msg {
+    /// The tar header was read: the image is this many bytes.
+    Header(u64),
+    /// The next bytes of the image.
+    Block(Vec<u8>),
+    /// All bytes were sent and only tar padding followed.
+    End,
+}
+
+/// An image payload's fullfile, opened: its tar header read and checked, its bytes not yet.
+/// A thread downloads and decompresses ahead while the caller hashes and writes.
+pub struct ImageStream {
+    hash: Hash,
+    path: String,
+    url: String,
+    size: u64,
+    blocks: Receiver<Result<Msg>>,
+    spare: SyncSender<Vec<u8>>,
+}
+
+/// An image payload whose bytes hashed to its manifest line as they went into a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedImage {
+    hash: Hash,
+    size: u64,
+}
+
+/// A verified image payload in the staging area (the EFI binary, which is small).
+#[derive(Debug, Clone)]
+pub struct StagedImage {
+    image: VerifiedImage,
+    path: PathBuf,
+}
+
+impl Chain {
+    /// Opens the fullfile of an image payload and reads its tar header (which gives the
+    /// size); no payload byte is read yet. `bound` caps the download and the image.
+    pub fn open_image(&self, entry: &Entry, bound: u64) -> Result<ImageStream> {
+        let rel = format!("{}/files/{}.tar", entry.version, entry.hash);
+        let url = self.content.url(&rel);
+        let bad = |reason: String| Error::Archive {
+            what: url.clone(),
+            reason,
+        };
+        if entry.image().is_none() {
+            return Err(bad(format!("{} is not an image payload", entry.path)));
+        }
+        let download = self.content.open(&rel, bound + TAR_SLACK)?;
+        let (tx, blocks) = sync_channel(IN_FLIGHT);
+        let (spare, spare_rx) = sync_channel(IN_FLIGHT + 2);
+        let (hex, thread_url) = (entry.hash.to_hex(), url.clone());
+        std::thread::Builder::new()
+            .name("image-download".into())
+            .spawn(move || {
+                let bad = |reason: String| Error::Archive {
+                    what: thread_url.clone(),
+                    reason,
+                };
+                // A send fails only when the writer gave up; then there is nobody to tell.
+                if let Err(e) = produce(download, &hex, bound, &thread_url, &tx, &spare_rx, bad) {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(|e| bad(format!("cannot start the download thread: {e}")))?;
+        let size = match blocks.recv() {
+            Ok(Ok(Msg::Header(size))) => size,
+            Ok(Err(e)) => return Err(e),
+            _ => return Err(bad("the download thread stopped".into())),
+        };
+        Ok(ImageStream {
+            hash: entry.hash,
+            path: entry.path.clone(),
+            url,
+            size,
+            blocks,
+            spare,
+        })
+    }
+
+    /// Streams an image payload into `sink` (named `target` in errors) and returns the
+    /// proof that the bytes written are the ones the manifest lists.
+    pub fn stream_image(
+        &self,
+        entry: &Entry,
+        sink: &mut dyn Write,
+        target: &Path,
+        bound: u64,
+    ) -> Result<VerifiedImage> {
+        self.open_image(entry, bound)?.write_to(sink, target)
+    }
+
+    /// Streams a small image payload (the EFI binary) into `dir` and verifies it; nothing
+    /// stays there unless the hash matched.
+    pub fn stage_image(&self, entry: &Entry, dir: &Path, bound: u64) -> Result<StagedImage> {
+        let hex = entry.hash.to_hex();
+        let final_path = dir.join(format!("image.{hex}"));
+        let tmp = dir.join(format!(".partial.image.{hex}.{}", std::process::id()));
+        remove_any(&tmp)?;
+        let stream = self.open_image(entry, bound)?;
+        let mut out = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let image = match stream.write_to(&mut out, &tmp) {
+            Ok(image) => image,
+            Err(e) => {
+                drop(out);
+                let _ = remove_any(&tmp);
+                return Err(e);
+            }
+        };
+        drop(out);
+        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        Ok(StagedImage {
+            image,
+            path: final_path,
+        })
+    }
+}
+
+/// The download thread: decompresses, checks the tar header, then sends the image in
+/// blocks (reusing the buffers the writer hands back) and checks the padding after it.
+fn produce(
+    download: crate::source::Download,
+    hex: &str,
+    bound: u64,
+    url: &str,
+    tx: &SyncSender<Result<Msg>>,
+    spare: &Receiver<Vec<u8>>,
+    bad: impl Fn(String) -> Error,
+) -> Result<()> {
+    let read_err = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => bad("the archive ends before the image does".into()),
+        _ => download_error(url, e),
+    };
+    let plain = archive::decompress(download).map_err(|e| download_error(url, e))?;
+    let mut body = Bounded::new(plain, bound + TAR_SLACK, url);
+    let mut block = [0u8; BLOCK];
+    body.read_exact(&mut block).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => bad("the archive is empty".into()),
+        _ => download_error(url, e),
+    })?;
+    let size = check_header(tar::Header::from_byte_slice(&block), hex).map_err(&bad)?;
+    if size > bound {
+        return Err(bad(format!(
+            "the image is {size} bytes, over the bound of {bound}"
+        )));
+    }
+    if tx.send(Ok(Msg::Header(size))).is_err() {
+        return Ok(());
+    }
+    let mut left = size;
+    while left > 0 {
+        let n = IMAGE_BUF.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(n, 0);
+        body.read_exact(&mut buf).map_err(read_err)?;
+        if tx.send(Ok(Msg::Block(buf))).is_err() {
+            return Ok(());
+        }
+        left -= n as u64;
+    }
+    // Padding and the end-of-archive blocks are zeros; anything else is a second entry.
+    let mut rest = Bounded::new(&mut body, TAR_SLACK, url);
+    loop {
+        let n = match rest.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(download_error(url, e)),
+        };
+        if block[..n].iter().any(|&b| b != 0) {
+            return Err(bad("holds more than the image entry".into()));
+        }
+    }
+    let _ = tx.send(Ok(Msg::End));
+    Ok(())
+}
+
+/// Checks the one tar header of an image fullfile; returns the payload size.
+fn check_header(h: &tar::Header, hex: &str) -> Result<u64, String> {
+    let bytes = h.as_bytes();
+    // The checksum counts its own field as spaces.
+    let sum: u32 = bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    if h.cksum().ok() != Some(sum) {
+        return Err("the tar header checksum is wrong".into());
+    }
+    if !h.entry_type().is_file() {
+        return Err(format!(
+            "holds a {:?} entry where an image (a regular file) is expected",
+            h.entry_type()
+        ));
+    }
+    let name = h.path_bytes();
+    if name.as_ref() != hex.as_bytes() {
+        return Err(format!(
+            "holds {:?} instead of {hex}",
+            String::from_utf8_lossy(&name)
+        ));
+    }
+    h.size()
+        .map_err(|e| format!("bad size in the tar header: {e}"))
+}
+
+impl ImageStream {
+    /// The payload size the tar header announces.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The URL of the fullfile.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Copies the payload into `sink` in large blocks, hashing as it goes; the result is
+    /// verified only if the hash matched and nothing but tar padding followed. A sink that
+    /// must not hold unverified bytes must not be bootable while this runs.
+    pub fn write_to(self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
+        let url = self.url.clone();
+        let stopped = || Error::Archive {
+            what: url.clone(),
+            reason: "the download thread stopped".into(),
+        };
+        let mut hasher = Hasher::new(&image_meta(self.size), &[]);
+        let mut left = self.size;
+        loop {
+            match self.blocks.recv().map_err(|_| stopped())?? {
+                Msg::Block(buf) if buf.len() as u64 <= left => {
+                    hasher.update(&buf);
+                    sink.write_all(&buf).map_err(|e| Error::io(target, e))?;
+                    left -= buf.len() as u64;
+                    let _ = self.spare.try_send(buf);
+                }
+                Msg::End if left == 0 => break,
+                _ => return Err(stopped()),
+            }
+        }
+        sink.flush().map_err(|e| Error::io(target, e))?;
+        let actual = hasher.finish();
+        if actual != self.hash {
+            return Err(Error::HashMismatch {
+                subject: Subject::Image,
+                what: format!("{} (from {url})", self.path),
+                expected: self.hash,
+                actual,
+            });
+        }
+        Ok(VerifiedImage {
+            hash: self.hash,
+            size: self.size,
+        })
+    }
+}
+
+impl VerifiedImage {
+    /// The verified hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The image size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads a copy back (a slot after fsync) and checks that its first `size` bytes hash
+    /// as the image did; `path` names the copy in errors.
+    pub fn check_copy(&self, copy: &mut dyn Read, path: &Path) -> Result<()> {
+        let mut hasher = Hasher::new(&image_meta(self.size), &[]);
+        let mut buf = vec![0u8; IMAGE_BUF.min(self.size.max(1) as usize)];
+        let mut left = self.size;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            copy.read_exact(&mut buf[..n])
+                .map_err(|e| Error::io(path, e))?;
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let actual = hasher.finish();
+        if actual != self.hash {
+            return Err(Error::HashMismatch {
+                subject: Subject::Image,
+                what: format!("{} read back after writing", path.display()),
+                expected: self.hash,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StagedImage {
+    /// The verified image.
+    pub fn image(&self) -> &VerifiedImage {
+        &self.image
+    }
+
+    /// Where it waits in the staging area.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Signatures;
+    use crate::hash::hash_bytes;
+    use crate::manifest::{EntryType, Misc, Status};
+    use crate::source::{Source, SourceConfig};
+
+    /// A file:// webroot holding one image fullfile (zstd tar) named by `name`.
+    fn served(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> Chain {
+        let files = dir.join("20/files");
+        std::fs::create_dir_all(&files).unwrap();
+        let mut t = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            t.append_data(&mut h, path, *data).unwrap();
+        }
+        let tar = zstd::encode_all(&t.into_inner().unwrap()[..], 1).unwrap();
+        std::fs::write(files.join(format!("{name}.tar")), tar).unwrap();
+        let url = format!("file://{}", dir.display());
+        let src = Source::new(&url, &SourceConfig::default()).unwrap();
+        Chain::new(src.clone(), src, Signatures::Skip, 30)
+    }
+
+    fn entry(data: &[u8]) -> Entry {
+        Entry {
+            etype: EntryType::File,
+            status: Status::Present,
+            modifier: b'.',
+            misc: Misc::Image,
+            hash: hash_bytes(&image_meta(data.len() as u64), data),
+            version: 20,
+            path: "/core".into(),
+        }
+    }
+
+    #[test]
+    fn streams_verifies_and_checks_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(IMAGE_BUF + 1000)).map(|i| (i % 251) as u8).collect();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let chain = served(dir.path(), &hex, &[(&hex, &data)]);
+        let stream = chain.open_image(&e, 1 << 30).unwrap();
+        assert_eq!(stream.size(), data.len() as u64);
+        let mut sink = Vec::new();
+        let image = stream.write_to(&mut sink, Path::new("sink")).unwrap();
+        assert_eq!(sink, data);
+        image.check_copy(&mut &data[..], Path::new("copy")).unwrap();
+        let mut bad = data.clone();
+        bad[IMAGE_BUF] ^= 1;
+        let err = image
+            .check_copy(&mut &bad[..], Path::new("copy"))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 38, "{err}");
+        assert!(image
+            .check_copy(&mut &data[..10], Path::new("copy"))
+            .is_err());
+    }
+
+    #[test]
+    fn refuses_wrong_bytes_names_extra_entries_and_oversize() {
+        let data = b"core image bytes".to_vec();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let run = |entries: &[(&str, &[u8])], bound: u64| {
+            let dir = tempfile::tempdir().unwrap();
+            let chain = served(dir.path(), &hex, entries);
+            chain.stream_image(&e, &mut Vec::new(), Path::new("sink"), bound)
+        };
+        let err = run(&[(&hex, b"core image bytez")], 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::HashMismatch {
+                    subject: Subject::Image,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = run(&[("other", &data)], 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("instead of"), "{err}");
+        let err = run(&[(&hex, &data), ("extra", b"x")], 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the image"), "{err}");
+        let err = run(&[(&hex, &data)], 4).unwrap_err().to_string();
+        assert!(err.contains("over the bound"), "{err}");
+        run(&[(&hex, &data)], 1 << 20).unwrap();
+    }
+}

@@ -1,0 +1,458 @@
+//! The A/B image install of SPEC section 6, as an explicit state machine (updog style):
+//!
+//! 1. `Fits`: the core image (its size read from the fullfile's tar header) fits the
+//!    inactive slot, which is open for writing: nothing has been touched yet;
+//! 2. `Unbootable`: every boot entry but the running slot's is gone from the ESP, durably;
+//! 3. `Written`: the image was streamed download → decompress → hash → slot, fsynced,
+//!    read back and hashed again;
+//! 4. `Bootable`: the EFI binary, staged and verified first, was copied to the ESP under a
+//!    temporary name, fsynced and renamed to `<product>-<version>+3.efi`, directory fsynced.
+//!
+//! Streaming means the slot receives bytes before the final hash is known. That is
+//! acceptable only because the slot is the inactive one and step 2 made it unbootable
+//! first: until step 4 nothing on the ESP points at it, so unverified bytes in it are never
+//! run. On a mismatch the slot stays unbootable and the install fails (exit 38). The
+//! running slot is never opened for writing, and its entry is never removed: power loss at
+//! any point leaves it bootable as the fallback. Each step is recorded in the slot record
+//! (see [`crate::install::boot`]) only after it is durable.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+
+use crate::chain::{Chain, ImageStream, VerifiedImage};
+use crate::hash::Hash;
+use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState};
+use crate::install::esp::Esp;
+use crate::manifest::Entry;
+use crate::progress::{Event, Observer};
+use crate::slots::{Identity, Slot, Slots};
+use crate::state::StateDir;
+use crate::{Error, Result};
+
+/// The image payloads of one release.
+pub struct Payloads<'a> {
+    pub core: &'a Entry,
+    pub efiboot: &'a Entry,
+    /// The release they belong to: the boot entry's version.
+    pub version: u32,
+}
+
+/// Everything an image install reads from.
+pub struct Context<'a> {
+    pub chain: &'a Chain,
+    pub slots: &'a Slots,
+    pub state: &'a StateDir,
+    pub observer: &'a dyn Observer,
+    /// The root's version now: what a running slot chainup never wrote holds.
+    pub root_version: Option<u32>,
+    /// The image hashes of the root's version (core, efiboot), for the same purpose.
+    pub root_images: (Option<Hash>, Option<Hash>),
+    /// Cap on each download and image.
+    pub bound: u64,
+}
+
+/// What an image install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The images went into `slot`, bootable through `entry` after a reboot.
+    Installed { slot: Slot, entry: String },
+    /// The running slot already holds these images.
+    Running { slot: Slot },
+    /// The inactive slot already holds them, with its entry; waiting for a reboot.
+    Pending { slot: Slot, entry: String },
+}
+
+/// The inactive slot, opened for writing after checking it is not the running one.
+struct SlotFile {
+    file: File,
+    path: PathBuf,
+    identity: Identity,
+}
+
+/// Where an install stands; each step moves forward or fails, never back.
+enum Step {
+    /// Nothing checked or touched.
+    Start,
+    /// 1. The image fits the inactive slot.
+    Fits {
+        stream: ImageStream,
+        target: SlotFile,
+    },
+    /// 2. The inactive slot has no boot entry.
+    Unbootable {
+        stream: ImageStream,
+        target: SlotFile,
+    },
+    /// 3. The slot holds the verified image, durably.
+    Written { image: VerifiedImage },
+    /// 4. Its boot entry is in place, with three tries.
+    Bootable { entry: String },
+}
+
+/// One install into the inactive slot.
+struct Install<'a> {
+    ctx: &'a Context<'a>,
+    p: &'a Payloads<'a>,
+    esp: Esp,
+    record: SlotRecord,
+    active: Slot,
+    inactive: Slot,
+    ids: [Identity; 2],
+    /// The running slot's version: its boot entry is the one kept.
+    keep: u32,
+}
+
+/// Installs `p` into the inactive slot (or finds it already there).
+pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
+    let slots = ctx.slots;
+    let active = slots.active()?;
+    let ids = slots.identities()?;
+    let (active, inactive) = (active.slot, active.slot.other());
+    let esp = Esp::open(&slots.esp, &slots.product)?;
+    let stale = esp.clean_temporaries()?;
+    if stale > 0 {
+        log::warn!(
+            "removed {stale} stale temporaries from {}",
+            esp.path().display()
+        );
+    }
+    let mut record = SlotRecord::load(ctx.state)?;
+    if record.get(active).is_none() {
+        // The first image update: the running slot was provisioned, not written by us.
+        let version = ctx.root_version.ok_or_else(|| {
+            Error::Slot(format!(
+                "slot {active} has no record and the root has no version"
+            ))
+        })?;
+        record.set(
+            active,
+            SlotContent {
+                state: SlotState::Installed,
+                version,
+                core: ctx.root_images.0.map(|h| h.to_hex()),
+                efiboot: ctx.root_images.1.map(|h| h.to_hex()),
+            },
+        );
+        record.save(ctx.state)?;
+    }
+    let keep = running_version(&record, active, ctx.root_version)?;
+    let wanted = content(p, SlotState::Installed);
+    let running = record.get(active).expect("set above");
+    if running.core == wanted.core && running.efiboot == wanted.efiboot {
+        return Ok(Outcome::Running { slot: active });
+    }
+    if keep == p.version {
+        return Err(Error::Slot(format!(
+            "the running slot {active} holds version {keep} with other images; its boot entry \
+             would share a name with the new one"
+        )));
+    }
+    let entries = esp.entries()?;
+    if record.get(inactive) == Some(&wanted) {
+        if let Some(e) = entries.iter().find(|e| e.version == p.version) {
+            return Ok(Outcome::Pending {
+                slot: inactive,
+                entry: e.name.clone(),
+            });
+        }
+    }
+    // The inactive slot is the fallback while the running one is on trial: keep it.
+    if let Some(e) = entries.iter().find(|e| e.version == keep && !e.is_good()) {
+        return Err(Error::Slot(format!(
+            "the running slot {active} boots from {}, which is still on trial; run `chainup \
+             mark-good` once this boot is known good, then update",
+            e.name
+        )));
+    }
+    if !entries.iter().any(|e| e.version == keep) {
+        return Err(Error::Slot(format!(
+            "{} has no boot entry {}-{keep}[+N].efi for the running slot {active}; refusing to \
+             change the ESP without knowing which entry is the fallback",
+            esp.path().display(),
+            slots.product
+        )));
+    }
+    let mut job = Install {
+        ctx,
+        p,
+        esp,
+        record,
+        active,
+        inactive,
+        ids,
+        keep,
+    };
+    let mut step = Step::Start;
+    loop {
+        step = match job.next(step)? {
+            Step::Bootable { entry } => {
+                return Ok(Outcome::Installed {
+                    slot: inactive,
+                    entry,
+                })
+            }
+            other => other,
+        };
+    }
+}
+
+fn content(p: &Payloads<'_>, state: SlotState) -> SlotContent {
+    SlotContent {
+        state,
+        version: p.version,
+        core: Some(p.core.hash.to_hex()),
+        efiboot: Some(p.efiboot.hash.to_hex()),
+    }
+}
+
+impl Install<'_> {
+    fn info(&self, msg: String) {
+        self.ctx.observer.event(Event::Info(msg));
+    }
+
+    fn record(&mut self, state: SlotState) -> Result<()> {
+        self.record.set(self.inactive, content(self.p, state));
+        self.record.save(self.ctx.state)
+    }
+
+    /// Performs one step.
+    fn next(&mut self, step: Step) -> Result<Step> {
+        match step {
+            Step::Start => {
+                let stream = self.ctx.chain.open_image(self.p.core, self.ctx.bound)?;
+                let target = self.open_inactive()?;
+                let capacity = Slots::capacity(&target.file, &target.path)?;
+                if stream.size() > capacity {
+                    return Err(Error::Slot(format!(
+                        "the core image of version {} is {} bytes, but slot {} ({}) holds only {capacity}",
+                        self.p.version,
+                        stream.size(),
+                        self.inactive,
+                        target.path.display()
+                    )));
+                }
+                Ok(Step::Fits { stream, target })
+            }
+            Step::Fits { stream, target } => {
+                for e in self.esp.entries()? {
+                    if e.version != self.keep {
+                        self.info(format!("Removing boot entry {}", e.name));
+                        self.esp.remove(&e)?;
+                    }
+                }
+                self.esp.sync()?;
+                self.record(SlotState::Invalid)?;
+                Ok(Step::Unbootable { stream, target })
+            }
+            Step::Unbootable { stream, target } => {
+                self.info(format!(
+                    "Writing the core image of version {} ({} bytes) into slot {} ({})",
+                    self.p.version,
+                    stream.size(),
+                    self.inactive,
+                    target.path.display()
+                ));
+                let started = Instant::now();
+                let mut writer = SlotWriter::new(&target.file);
+                let image = stream.write_to(&mut writer, &target.path)?;
+                target
+                    .file
+                    .sync_all()
+                    .map_err(|e| Error::io(&target.path, e))?;
+                let written = started.elapsed();
+                self.read_back(&image, &target)?;
+                log::debug!(
+                    "slot {}: {} bytes written and synced in {written:?}, read back in {:?}",
+                    self.inactive,
+                    image.size(),
+                    started.elapsed() - written
+                );
+                self.record(SlotState::Written)?;
+                Ok(Step::Written { image })
+            }
+            Step::Written { image } => {
+                log::debug!("slot {} holds core {}", self.inactive, image.hash());
+                let staging = self.ctx.state.staged()?;
+                let efi = self
+                    .ctx
+                    .chain
+                    .stage_image(self.p.efiboot, &staging, self.ctx.bound)?;
+                let binary = File::open(efi.path()).map_err(|e| Error::io(efi.path(), e))?;
+                let entry = self.esp.install(binary, self.p.version)?;
+                self.record(SlotState::Installed)?;
+                self.info(format!(
+                    "Slot {} holds version {}; boot entry {entry} added (the running slot {} keeps its entry)",
+                    self.inactive, self.p.version, self.active
+                ));
+                Ok(Step::Bootable { entry })
+            }
+            Step::Bootable { entry } => Ok(Step::Bootable { entry }),
+        }
+    }
+
+    /// Opens the inactive slot for writing, asserting on the opened descriptor that it is
+    /// the configured inactive slot and not the running one. A block device is opened with
+    /// O_EXCL, which the kernel refuses while it is mounted.
+    fn open_inactive(&self) -> Result<SlotFile> {
+        let path = self.ctx.slots.path(self.inactive).to_path_buf();
+        let md = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let excl = if md.file_type().is_block_device() {
+            libc::O_EXCL
+        } else {
+            0
+        };
+        let file = File::options()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | excl)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::Slot(format!(
+                    "slot {} ({}) is in use (mounted?); refusing to write it",
+                    self.inactive,
+                    path.display()
+                )),
+                _ => Error::io(&path, e),
+            })?;
+        let identity = Identity::of_file(&file, &path)?;
+        self.check_target(identity, &path)?;
+        Ok(SlotFile {
+            file,
+            path,
+            identity,
+        })
+    }
+
+    fn check_target(&self, identity: Identity, path: &Path) -> Result<()> {
+        if identity == self.ids[self.active as usize] {
+            return Err(Error::Slot(format!(
+                "{} resolves to the running slot {}: refusing to write it",
+                path.display(),
+                self.active
+            )));
+        }
+        if identity != self.ids[self.inactive as usize] {
+            return Err(Error::Slot(format!(
+                "{} changed while it was opened (slot {})",
+                path.display(),
+                self.inactive
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the slot back from the device, not the page cache, and checks the hash again.
+    fn read_back(&self, image: &VerifiedImage, target: &SlotFile) -> Result<()> {
+        let len = i64::try_from(image.size()).unwrap_or(i64::MAX);
+        // Clean pages are dropped after the fsync, so the read below reaches the disk.
+        let _ = posix_fadvise(
+            target.file.as_fd(),
+            0,
+            len,
+            PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        let mut copy = File::open(&target.path).map_err(|e| Error::io(&target.path, e))?;
+        if Identity::of_file(&copy, &target.path)? != target.identity {
+            return Err(Error::Slot(format!(
+                "{} changed while it was written",
+                target.path.display()
+            )));
+        }
+        let _ = posix_fadvise(
+            copy.as_fd(),
+            0,
+            len,
+            PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+        );
+        image.check_copy(
+            &mut Prefetch {
+                file: &mut copy,
+                pos: 0,
+            },
+            &target.path,
+        )
+    }
+}
+
+/// Blocks whose writeback may be under way at once before the writer waits for the oldest.
+const WRITE_WINDOW: usize = 16;
+
+/// Writes into a slot and starts the writeback of each block at once, waiting only for
+/// the block before the previous one: the disk works while the next block downloads and
+/// is hashed (where `dd` leaves it all to the final fsync), and dirty memory stays small.
+struct SlotWriter<'f> {
+    file: &'f File,
+    pos: u64,
+    pending: VecDeque<(u64, u64)>,
+}
+
+impl<'f> SlotWriter<'f> {
+    fn new(file: &'f File) -> SlotWriter<'f> {
+        SlotWriter {
+            file,
+            pos: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn sync_range(&self, (pos, len): (u64, u64), flags: libc::c_uint) -> io::Result<()> {
+        let (pos, len) = (pos as libc::off64_t, len as libc::off64_t);
+        // SAFETY: a plain system call on a descriptor this writer borrows.
+        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), pos, len, flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Write for SlotWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        let range = (self.pos, n as u64);
+        self.pos += n as u64;
+        self.sync_range(range, libc::SYNC_FILE_RANGE_WRITE)?;
+        self.pending.push_back(range);
+        if self.pending.len() > WRITE_WINDOW {
+            let old = self.pending.pop_front().expect("three pending");
+            let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            self.sync_range(old, all)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a slot back, asking the kernel for the next block while the caller hashes this one.
+struct Prefetch<'f> {
+    file: &'f mut File,
+    pos: u64,
+}
+
+impl Read for Prefetch<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let ahead = i64::try_from(self.pos + buf.len() as u64).unwrap_or(i64::MAX);
+        let len = i64::try_from(buf.len()).unwrap_or(i64::MAX);
+        let _ = posix_fadvise(
+            self.file.as_fd(),
+            ahead,
+            len,
+            PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        );
+        let n = self.file.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
