@@ -477,12 +477,7 @@ impl<'o> Client<'o> {
         }
         let staging = self.state.staged()?;
         fsutil::ensure_space(&staging, space)?;
-        let bound = new
-            .iter()
-            .map(|m| m.manifest().header.contentsize)
-            .max()
-            .filter(|&s| s > 0)
-            .unwrap_or(self.settings.fullfile_cap);
+        let bound = self.content_bound(new);
         let staged = self.stage_all(&plan.needed(), &staging, bound)?;
         if download_only {
             return Ok(None);
@@ -492,17 +487,42 @@ impl<'o> Client<'o> {
             self.copy_bytes(&plan, &staged, &staging)?,
         )?;
         self.install_images(&old.files, &new_set, mom, bound)?;
-        self.state.begin(&JournalRecord {
+        let record = JournalRecord {
             from: old.version,
             from_bundles: old.bundles.clone(),
             to: mom.version(),
             bundles: new.iter().map(|m| m.name().to_string()).collect(),
-        })?;
-        let applied = install::apply(&self.root, &plan, &staged, self.observer)?;
-        self.state.high_water_mark().raise(mom.version())?;
+        };
+        let applied = self.install_journaled(&record, &plan, &staged)?;
+        Ok(Some(applied))
+    }
+
+    /// The bound on one download and its unpacked size: the largest signed content size
+    /// of these manifests, or the configured cap when they give none.
+    pub fn content_bound(&self, manifests: &[VerifiedManifest]) -> u64 {
+        manifests
+            .iter()
+            .map(|m| m.manifest().header.contentsize)
+            .max()
+            .filter(|&s| s > 0)
+            .unwrap_or(self.settings.fullfile_cap)
+    }
+
+    /// Installs verified, staged content under the journal: the record first, then the
+    /// plan, the high-water mark and the end of the record; the staging area is emptied
+    /// last. A run killed anywhere in here is finished by the next one.
+    pub fn install_journaled(
+        &self,
+        record: &JournalRecord,
+        plan: &plan::Plan,
+        staged: &HashMap<crate::hash::Hash, StagedFile>,
+    ) -> Result<Applied> {
+        self.state.begin(record)?;
+        let applied = install::apply(&self.root, plan, staged, self.observer)?;
+        self.state.high_water_mark().raise(record.to)?;
         self.state.finish()?;
         self.state.clear_staged()?;
-        Ok(Some(applied))
+        Ok(applied)
     }
 
     /// Bytes the installer will write beyond what it hard-links from the staging area:

@@ -15,7 +15,7 @@ use super::{scan, Finding, Options, Problem, Report, Scope};
 use crate::chain::StagedFile;
 use crate::client::Client;
 use crate::hash::{Hash, Kind};
-use crate::install::{self, Applied};
+use crate::install::Applied;
 use crate::manifest::{Entry, EntryType};
 use crate::plan::Plan;
 use crate::state::JournalRecord;
@@ -57,30 +57,20 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
         });
     }
     let staging = client.state().staged()?;
-    let bound = scope
-        .manifests
-        .iter()
-        .map(|m| m.manifest().header.contentsize)
-        .max()
-        .filter(|&s| s > 0)
-        .unwrap_or(client.settings().fullfile_cap);
+    let bound = client.content_bound(&scope.manifests);
     let staged = client.stage_all(&plan.needed(), &staging, bound)?;
     describe(client, &mut found, &scope, &staged);
 
     // Journaled as `update` is. Interrupted at the same version, the next run's recovery
     // has nothing to move (the next repair checks everything again); to another version
     // (--force), it finishes the move like an interrupted update.
-    let state = client.state();
-    state.begin(&JournalRecord {
+    let record = JournalRecord {
         from: current,
         from_bundles: client.installed_bundles()?,
         to: found.version,
         bundles: scope.installed.clone(),
-    })?;
-    let applied = install::apply(client.root(), &plan, &staged, client.observer())?;
-    state.high_water_mark().raise(found.version)?;
-    state.finish()?;
-    state.clear_staged()?;
+    };
+    let applied = client.install_journaled(&record, &plan, &staged)?;
 
     let removed = found
         .problems()

@@ -2,7 +2,8 @@
 # os-install of a 20,000-file, 1 GiB release from a loopback HTTP server, beside
 # `cp -a` of the same tree + sync and beside hashing it with `openssl dgst`, in one run.
 # Prints wall times, the ratio against (cp -a + hash), and chainup's peak RSS.
-# Env: FILES (20000), SIZE_MIB (1024). Needs GNU time (apt-get install time).
+# Env: FILES (20000), SIZE_MIB (1024). Needs GNU time (apt-get install time); serves with
+# nginx when installed (apt-get install nginx-light), else python3 -m http.server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 files=${FILES:-20000}
@@ -23,13 +24,8 @@ KEYBITS=2048 certs/make-certs.sh "$work/certs" > /dev/null
     --bundles "$work/bundles.toml" --cert "$work/certs/intermediate.pem" \
     --key "$work/certs/intermediate.key" --timestamp 1700000000 --compression zstd > /dev/null
 
-python3 -u -m http.server --bind 127.0.0.1 0 --directory "$work/web" > "$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do
-    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -n1)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
+read -r url server < <(tools/bench/serve.sh "$work/web" "$work")
+echo "server: $url ($(command -v nginx > /dev/null && echo nginx || echo python3 http.server))"
 
 secs() { /usr/bin/time -f '%e %M' -o "$work/t" "$@" > /dev/null 2>&1; cat "$work/t"; }
 tree=$work/trees/os-core
@@ -38,7 +34,7 @@ cat $(find "$tree" -type f) > /dev/null 2>&1 || true   # same warm page cache fo
 read -r cp_s _ < <(secs sh -c "cp -a '$tree' '$work/copy' && sync")
 read -r hash_s _ < <(secs sh -c "find '$tree' -type f -print0 | xargs -0 -n 256 openssl dgst -sha256")
 read -r ci_s ci_kb < <(secs "$bin/chainup" os-install -p "$work/root" -S "$work/state" \
-    -u "http://127.0.0.1:$port" --allow-insecure-http -C "$work/certs/Swupd_Root.pem" --no-progress)
+    -u "$url" --allow-insecure-http -C "$work/certs/Swupd_Root.pem" --no-progress)
 [ "$(cat "$work/root/usr/lib/os-release" | sed -n 's/VERSION_ID=//p')" = 10 ] || { echo "os-install failed" >&2; exit 1; }
 read -r ci_file_s _ < <(secs "$bin/chainup" os-install -p "$work/root2" -S "$work/state2" \
     -u "file://$work/web" -C "$work/certs/Swupd_Root.pem" --no-progress)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# serve.sh DIR WORKDIR: serves DIR over HTTP on 127.0.0.1 for a benchmark, with nginx when
+# it is installed (apt-get install nginx-light), else python3's http.server, and prints
+# "URL PID". The server stops when PID is killed.
+set -euo pipefail
+dir=$(realpath "$1")
+work=$2
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if command -v nginx > /dev/null; then
+    mkdir -p "$work/nginx"
+    cat > "$work/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server { listen 127.0.0.1:$port; root $dir; }
+}
+CONF
+    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" > /dev/null 2>&1 &
+    pid=$!
+else
+    python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dir" > /dev/null 2>&1 &
+    pid=$!
+fi
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+done
+echo "http://127.0.0.1:$port $pid"
