@@ -27,17 +27,22 @@ KEYBITS=2048 certs/make-certs.sh "$work/certs" > /dev/null
 read -r url server < <(tools/bench/serve.sh "$work/web" "$work")
 echo "server: $url ($(command -v nginx > /dev/null && echo nginx || echo python3 http.server))"
 
-secs() { /usr/bin/time -f '%e %M' -o "$work/t" "$@" > /dev/null 2>&1; cat "$work/t"; }
+# secs CMD...: runs CMD (its output to $work/log), prints "seconds peak-KiB"; fails with it.
+secs() {
+    /usr/bin/time -f '%e %M' -o "$work/t" "$@" > "$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }
+    cat "$work/t"
+}
 tree=$work/trees/os-core
-cat $(find "$tree" -type f) > /dev/null 2>&1 || true   # same warm page cache for all
+find "$tree" -type f -print0 | xargs -0 cat > /dev/null   # same warm page cache for all
 
-read -r cp_s _ < <(secs sh -c "cp -a '$tree' '$work/copy' && sync")
-read -r hash_s _ < <(secs sh -c "find '$tree' -type f -print0 | xargs -0 -n 256 openssl dgst -sha256")
-read -r ci_s ci_kb < <(secs "$bin/chainup" os-install -p "$work/root" -S "$work/state" \
+t=$(secs sh -c "cp -a '$tree' '$work/copy' && sync"); cp_s=${t% *}
+t=$(secs sh -c "find '$tree' -type f -print0 | xargs -0 -n 256 openssl dgst -sha256"); hash_s=${t% *}
+t=$(secs "$bin/chainup" os-install -p "$work/root" -S "$work/state" \
     -u "$url" --allow-insecure-http -C "$work/certs/Swupd_Root.pem" --no-progress)
+ci_s=${t% *}; ci_kb=${t#* }
 [ "$(cat "$work/root/usr/lib/os-release" | sed -n 's/VERSION_ID=//p')" = 10 ] || { echo "os-install failed" >&2; exit 1; }
-read -r ci_file_s _ < <(secs "$bin/chainup" os-install -p "$work/root2" -S "$work/state2" \
-    -u "file://$work/web" -C "$work/certs/Swupd_Root.pem" --no-progress)
+t=$(secs "$bin/chainup" os-install -p "$work/root2" -S "$work/state2" \
+    -u "file://$work/web" -C "$work/certs/Swupd_Root.pem" --no-progress); ci_file_s=${t% *}
 
 ref=$(awk -v a="$cp_s" -v b="$hash_s" 'BEGIN { print a + b }')
 printf '%-44s %7.2f s\n' "cp -a + sync" "$cp_s" "openssl dgst -sha256 of every file" "$hash_s" \

@@ -10,6 +10,7 @@ if command -v nginx > /dev/null; then
     mkdir -p "$work/nginx"
     cat > "$work/nginx/nginx.conf" <<CONF
 daemon off;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
 worker_processes 2;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
