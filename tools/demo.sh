@@ -4,7 +4,8 @@
 #   2. build release trees 10 and 20 and publish them, signed, into webroot/,
 #   3. serve webroot/ over HTTP on loopback,
 #   4. os-install 10 into a sandbox root, update it to 20, and diagnose it,
-#   5. update a pair of file-backed A/B core slots and an ESP directory.
+#   5. with file-backed A/B core slots and an ESP directory: the update writes the new
+#      core image into slot B and its EFI binary onto the ESP, then mark-good accepts it.
 # Everything it makes lives in webroot/ and target/demo/ (both git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +49,32 @@ echo "$url"
 root=$demo/root
 chainup() {
     "$bin/chainup" "$@" --path "$root" --statedir "$demo/state" --url "$url" \
-        --allow-insecure-http --certpath "$certs/Swupd_Root.pem" --no-progress
+        --allow-insecure-http --certpath "$certs/Swupd_Root.pem" --no-progress \
+        --config "$demo/slots/config.toml"
 }
 
-say "os-install version 10 (os-core + editors) into $root"
-chainup os-install -V 10 -B editors
+say "A/B slots: two 8 MiB image files, an ESP directory, slot A running version 10"
+slots=$demo/slots
+mkdir -p "$slots/esp/EFI/Linux"
+cp "$demo/r10/images/core.img" "$slots/core_a.img"      # as provisioned
+truncate -s 8M "$slots/core_a.img"
+truncate -s 8M "$slots/core_b.img"
+cp "$demo/r10/images/linux.efi" "$slots/esp/EFI/Linux/clipos-10.efi"
+echo "BOOT_IMAGE=/vmlinuz quiet chainup.slot=a" > "$slots/cmdline"
+echo "27 1 254:99 / / rw,relatime - ext4 /dev/vda rw" > "$slots/mountinfo"
+cat > "$slots/config.toml" <<CONF
+[slots]
+product = "clipos"
+core_a = "$slots/core_a.img"
+core_b = "$slots/core_b.img"
+esp = "$slots/esp"
+cmdline = "$slots/cmdline"
+mountinfo = "$slots/mountinfo"
+CONF
+cat "$slots/config.toml"
+
+say "os-install version 10 (os-core + editors + core-image) into $root"
+chainup os-install -V 10 -B editors,core-image
 cat "$root/usr/lib/os-release"
 
 say "check-update"
@@ -63,6 +85,16 @@ echo "edited locally" >> "$root/etc/hostname"
 echo "(edited /etc/hostname locally: the update must keep it)"
 chainup update
 cat "$root/usr/lib/os-release"
+echo "ESP after the update (the new entry has three boot tries):"
+ls "$slots/esp/EFI/Linux"
+cmp -n "$(stat -c %s "$demo/r20/images/core.img")" "$demo/r20/images/core.img" "$slots/core_b.img" \
+    && echo "slot B holds the version 20 core image"
+
+say "reboot into slot B (simulated), then mark-good"
+echo "BOOT_IMAGE=/vmlinuz quiet chainup.slot=b" > "$slots/cmdline"
+chainup mark-good
+ls "$slots/esp/EFI/Linux"
+chainup info
 
 say "bundle-list --all"
 chainup bundle-list --all

@@ -8,7 +8,8 @@
 # Usage: tools/bench/image.sh [SIZE_MIB]   (default 2048; BENCH_RUNS runs each, default 3)
 # Needs: openssl, python3, GNU time (/usr/bin/time; `apt-get install time`), ~4x SIZE free
 # disk in $TMPDIR. As root it also runs with a loop device as the slot.
-# Env: BENCH_URL=http (default: python3 -m http.server on 127.0.0.1) or file (file://);
+# Env: BENCH_URL=http (default: tools/bench/serve.sh on 127.0.0.1, nginx when installed,
+# else python3 -m http.server) or file (file://);
 # BENCH_KEEP=1 keeps the work directory; BENCH_DROP_CACHES=1 (root) drops the page cache
 # before each timed run. Set RUST_LOG=chainup=debug to see write and read-back times.
 set -euo pipefail
@@ -71,11 +72,8 @@ for v in 10 20; do
 done
 
 if [[ $MODE == http ]]; then
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$W/web" >/dev/null 2>&1 &
-    SERVER=$!
-    URL=http://127.0.0.1:$PORT
-    for _ in $(seq 50); do curl -sf "$URL/version/format30/latest" >/dev/null 2>&1 && break; sleep 0.1; done
+    read -r URL SERVER < <("$REPO/tools/bench/serve.sh" "$W/web" "$W")
+    echo "server: $URL ($(command -v nginx >/dev/null && echo nginx || echo python3 http.server))" >&2
 else
     URL=file://$W/web
 fi
