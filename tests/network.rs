@@ -158,3 +158,29 @@ fn update_fetches_only_the_changed_fullfiles() {
     assert_eq!(w.server.hits_matching("/20/files/"), CHANGED);
     assert_eq!(snapshot(&w.root, &[]), expected(&w, 20, &["os-core"]));
 }
+
+#[test]
+fn https_with_the_servers_ca_installs_and_without_it_is_refused() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    let (cert, key) = server::test_certificate(w.dir.path());
+    let tls = server::Server::https(&w.web, &cert, &key);
+    let https = tls.url();
+    assert!(https.starts_with("https://"), "{https}");
+    let strict = |extra: &[&str]| {
+        let mut cmd = w.chainup_cmd_strict(&["os-install", "-V", "10"]);
+        // Content and version URLs win over --url: point them at the TLS server.
+        cmd.args(["--contenturl", &https, "--versionurl", &https])
+            .args(extra);
+        fixture::run(&mut cmd)
+    };
+    let refused = strict(&[]);
+    assert_eq!(refused.status.code(), Some(16), "{}", text(&refused));
+    assert!(text(&refused).contains("certificate"), "{}", text(&refused));
+    assert!(!w.root.join("usr").exists());
+
+    ok(strict(&["--cacert", cert.to_str().unwrap()]));
+    assert_eq!(snapshot(&w.root, &[]), expected(&w, 10, &["os-core"]));
+    assert!(tls.hits_matching("/10/files/") > 0);
+}
