@@ -40,6 +40,13 @@ dir "$R/var/tmp" 1777
 file "$R/usr/lib/os-release" 0644 \
     "NAME=\"chainup sample OS\"\nID=chainup-sample\nVERSION_ID=$V\n"
 ln -s ../usr/lib/os-release "$R/etc/os-release"
+# What swupd itself reads from the root (mixer adds these to os-core): the build time
+# that swupd's clock check compares against, the release and the content format.
+file "$R/usr/share/clear/versionstamp" 0644 "$((1700000000 + V))\n"
+file "$R/usr/share/clear/version" 0644 "$V\n"
+dir "$R/usr/share/defaults" 0755
+dir "$R/usr/share/defaults/swupd" 0755
+file "$R/usr/share/defaults/swupd/format" 0644 '30\n'
 file "$R/usr/bin/hello" 0755 '#!/bin/sh\necho hello\n'
 file "$R/usr/bin/hello-v2" 0755 '#!/bin/sh\necho "hello, again"\n'
 file "$R/etc/hostname" 0644 'sample\n'
