@@ -49,8 +49,9 @@ pub struct Settings {
 /// The outcome of an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Updated {
-    /// Nothing newer on the server.
-    UpToDate(u32),
+    /// Nothing to do: the root holds `current`, and `target` (the server's latest or the
+    /// one asked for) is not newer.
+    UpToDate { current: u32, target: u32 },
     /// Content for `to` was downloaded and verified but not installed (`--download`).
     Downloaded { to: u32 },
     /// The root moved from one version to another.
@@ -274,7 +275,7 @@ impl<'o> Client<'o> {
             None => self.chain.latest()?,
         };
         if target <= current && !(self.settings.allow_downgrade && target < current) {
-            return Ok(Updated::UpToDate(current));
+            return Ok(Updated::UpToDate { current, target });
         }
         self.info(format!("Updating from version {current} to {target}"));
         let installed = self.installed_bundles()?;

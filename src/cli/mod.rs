@@ -199,7 +199,12 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
 
 fn report(out: &Output, updated: Updated) {
     let text = match &updated {
-        Updated::UpToDate(v) => format!("Version {v} is the latest; nothing to do"),
+        Updated::UpToDate { current, target } if current == target => {
+            format!("Version {current} is the latest; nothing to do")
+        }
+        Updated::UpToDate { current, target } => format!(
+            "Version {current} is installed and {target} is not newer; nothing to do (--allow-downgrade to go back)"
+        ),
         Updated::Downloaded { to } => {
             format!("Content for version {to} is downloaded and verified")
         }
