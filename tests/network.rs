@@ -184,3 +184,41 @@ fn https_with_the_servers_ca_installs_and_without_it_is_refused() {
     assert_eq!(snapshot(&w.root, &[]), expected(&w, 10, &["os-core"]));
     assert!(tls.hits_matching("/10/files/") > 0);
 }
+
+#[test]
+fn version_requests_carry_the_current_version_and_an_app_specific_machine_id() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    let raw_id = "0123456789abcdef0123456789abcdef";
+    std::fs::write(w.root.join("etc/machine-id"), format!("{raw_id}\n")).unwrap();
+    w.server.clear_log();
+    let out = w.chainup(&["check-update"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let log = w.server.log();
+    let latest = log
+        .iter()
+        .find(|r| r.path == "/version/format30/latest")
+        .expect("latest was asked for");
+    assert_eq!(latest.header("x-chainup-current-version"), Some("10"));
+    let id = latest
+        .header("x-chainup-machine-id")
+        .expect("machine id header");
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(
+        !id.contains(raw_id),
+        "the raw machine id must not leave the machine"
+    );
+    // The same machine gives the same id (a server can keep it on a channel).
+    w.server.clear_log();
+    w.chainup(&["check-update"]);
+    let again = w.server.log();
+    let again = again
+        .iter()
+        .find(|r| r.path == "/version/format30/latest")
+        .unwrap();
+    assert_eq!(again.header("x-chainup-machine-id"), Some(id));
+}
