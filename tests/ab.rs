@@ -572,3 +572,35 @@ fn loop_device_slots_and_a_vfat_esp() {
         &[("clipos-20.efi", efi(20)), ("clipos-30+3.efi", efi(30))],
     );
 }
+
+#[test]
+fn diagnose_images_checks_the_running_slot_and_its_entry() {
+    let ab = Ab::new();
+    ok(ab.chainup(&["update", "-V", "20"]));
+    // Still running A (version 10) with the root at 20: A is checked against version 10.
+    let out = ok(ab.chainup(&["diagnose", "--images"]));
+    assert!(text(&out).contains("no problems"), "{}", text(&out));
+
+    std::fs::write(&ab.cmdline, "quiet chainup.slot=b\n").unwrap();
+    ok(ab.chainup(&["mark-good"]));
+    ok(ab.chainup(&["diagnose", "--images"]));
+
+    // One flipped byte in the running slot, then a missing boot entry.
+    let mut b = std::fs::read(&ab.core_b).unwrap();
+    b[4096] ^= 0xff;
+    std::fs::write(&ab.core_b, &b).unwrap();
+    let out = ab.chainup(&["diagnose", "--images"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("/core"), "{}", text(&out));
+    assert!(text(&out).contains("slot b"), "{}", text(&out));
+    b[4096] ^= 0xff;
+    std::fs::write(&ab.core_b, &b).unwrap();
+    std::fs::remove_file(ab.linux().join("clipos-20.efi")).unwrap();
+    let out = ab.chainup(&["diagnose", "--images"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Missing: /efiboot"), "{}", text(&out));
+
+    // repair does not rewrite slots.
+    let out = ab.chainup(&["repair", "--images"]);
+    assert_eq!(out.status.code(), Some(15), "{}", text(&out));
+}

@@ -215,6 +215,9 @@ pub struct CheckArgs {
     /// Allow repairing to a version other than the installed one
     #[arg(short = 'x', long)]
     pub force: bool,
+    /// diagnose: also check the running A/B slot's core image and its EFI binary
+    #[arg(long)]
+    pub images: bool,
 }
 
 impl CheckArgs {
@@ -229,6 +232,7 @@ impl CheckArgs {
             picky_tree: self.picky_tree.clone(),
             picky_whitelist: self.picky_whitelist.clone(),
             force: self.force,
+            images: self.images,
         }
     }
 }

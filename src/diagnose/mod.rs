@@ -7,10 +7,11 @@
 //! manifests mark deleted count only outside config, state and boot paths (swupd leaves
 //! those to the admin and the boot manager). Ghosted entries are ignored.
 //!
-//! Image payloads (`FileSet::image`) are not part of the root and are not checked here; a
-//! slot check can append its own [`Finding`]s (path `/core`, `/efiboot`) to a [`Report`].
+//! Image payloads (`FileSet::image`) are not part of the root; `--images` checks the running
+//! slot and its EFI binary instead (`images.rs`), reported as `/core` and `/efiboot`.
 
 mod check;
+mod images;
 mod picky;
 mod repair;
 
@@ -56,6 +57,8 @@ pub struct Options {
     pub picky_whitelist: Vec<String>,
     /// Allow repairing to a version other than the installed one.
     pub force: bool,
+    /// diagnose only: also check the running A/B slot and its EFI binary.
+    pub images: bool,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             picky_tree: DEFAULT_PICKY_TREE.into(),
             picky_whitelist: DEFAULT_PICKY_WHITELIST.map(String::from).to_vec(),
             force: false,
+            images: false,
         }
     }
 }
@@ -322,6 +326,11 @@ fn scan(client: &Client, opts: &Options) -> Result<(Report, Scope)> {
         report
             .findings
             .extend(picky::extras(client, &scope.all, opts)?);
+    }
+    if opts.images {
+        let images = images::check(client, &scope.installed)?;
+        report.checked += images.checked;
+        report.findings.extend(images.findings);
     }
     Ok((report, scope))
 }

@@ -34,6 +34,12 @@ pub struct Repaired {
 
 /// `repair`: diagnoses, then fixes every problem found. The caller holds the lock.
 pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
+    if opts.images {
+        // A slot is rewritten only by an update, under the A/B state machine.
+        return Err(Error::Usage(
+            "--images is for diagnose; a broken slot is rewritten by the next update".into(),
+        ));
+    }
     client.recover()?;
     // A root whose os-release is gone can still be repaired to the version named by -V.
     let current = match opts.version {
