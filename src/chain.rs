@@ -17,7 +17,7 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
-mod image;
+pub(crate) mod image;
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };

@@ -489,7 +489,7 @@ impl StagedImage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chain::Signatures;
     use crate::hash::hash_bytes;
@@ -497,7 +497,7 @@ mod tests {
     use crate::source::{Source, SourceConfig};
 
     /// A file:// webroot holding one image fullfile (zstd tar) named by `name`.
-    fn served(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> Chain {
+    pub(crate) fn served(dir: &Path, name: &str, entries: &[(&str, &[u8])]) -> Chain {
         let files = dir.join("20/files");
         std::fs::create_dir_all(&files).unwrap();
         let mut t = tar::Builder::new(Vec::new());
@@ -516,7 +516,7 @@ mod tests {
         Chain::new(src.clone(), src, Signatures::Skip, 30)
     }
 
-    fn entry(data: &[u8]) -> Entry {
+    pub(crate) fn entry(data: &[u8]) -> Entry {
         Entry {
             etype: EntryType::File,
             status: Status::Present,

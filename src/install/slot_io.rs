@@ -34,21 +34,52 @@ use crate::{Error, Result};
 /// the oldest: the disk works while the next block arrives, and dirty memory stays small.
 const WRITE_WINDOW: usize = 16;
 
+/// The largest page size Linux uses: the reader stops short of a page the writer may
+/// still be filling, whose cached copy could not be dropped.
+const PAGE_MAX: u64 = 64 << 10;
+
 /// Ranges announced to the reader and not yet taken, at most (they are only offsets).
 pub const READ_BEHIND: usize = 64;
 
-/// Turns direct I/O on or off for `file`; `Ok(false)` if the file refuses it.
-fn set_direct(file: &File, on: bool) -> io::Result<bool> {
-    let flags = OFlag::from_bits_truncate(fcntl(file.as_fd(), FcntlArg::F_GETFL)?);
-    let want = if on {
-        flags | OFlag::O_DIRECT
-    } else {
-        flags - OFlag::O_DIRECT
-    };
-    match fcntl(file.as_fd(), FcntlArg::F_SETFL(want)) {
-        Ok(_) => Ok(true),
-        Err(nix::errno::Errno::EINVAL) if on => Ok(false),
-        Err(e) => Err(e.into()),
+/// Direct I/O on a descriptor, switched per request: on for aligned ones while the file
+/// takes it, off for the others.
+struct Direct {
+    /// Whether O_DIRECT is set now; `None` once the file refused it (then it is off).
+    now: Option<bool>,
+}
+
+impl Direct {
+    fn new() -> Direct {
+        Direct { now: Some(false) }
+    }
+
+    /// Sets O_DIRECT on or off; `Ok(false)` if on was asked and the file refuses it.
+    fn set(&mut self, file: &File, on: bool) -> io::Result<bool> {
+        match self.now {
+            Some(now) if now == on => return Ok(true),
+            None => return Ok(!on),
+            Some(_) => {}
+        }
+        let flags = OFlag::from_bits_truncate(fcntl(file.as_fd(), FcntlArg::F_GETFL)?);
+        let want = if on {
+            flags | OFlag::O_DIRECT
+        } else {
+            flags - OFlag::O_DIRECT
+        };
+        match fcntl(file.as_fd(), FcntlArg::F_SETFL(want)) {
+            Ok(_) => self.now = Some(on),
+            Err(nix::errno::Errno::EINVAL) if on => self.now = None,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.now == Some(on))
+    }
+
+    /// The file took O_DIRECT but failed a request with it: off for good.
+    fn refused(&mut self, file: &File, e: &io::Error) -> io::Result<()> {
+        log::debug!("direct I/O refused ({e}); going through the page cache");
+        self.set(file, false)?;
+        self.now = None;
+        Ok(())
     }
 }
 
@@ -64,8 +95,7 @@ fn aligned(buf: &[u8], pos: u64) -> bool {
 pub struct SlotWriter<'f> {
     file: &'f File,
     pos: u64,
-    /// Whether O_DIRECT is set on the descriptor now; `None` once the slot refused it.
-    direct: Option<bool>,
+    direct: Direct,
     /// Buffered ranges whose writeback was started, oldest first.
     pending: VecDeque<(u64, u64)>,
     on_device: SyncSender<u64>,
@@ -77,7 +107,7 @@ impl<'f> SlotWriter<'f> {
         SlotWriter {
             file,
             pos: 0,
-            direct: Some(false),
+            direct: Direct::new(),
             pending: VecDeque::new(),
             on_device,
         }
@@ -94,18 +124,6 @@ impl<'f> SlotWriter<'f> {
     /// The slot is on the device up to `end`. A reader that stopped has its own error.
     fn announce(&self, end: u64) {
         let _ = self.on_device.send(end);
-    }
-
-    fn mode(&mut self, on: bool) -> io::Result<bool> {
-        match self.direct {
-            Some(now) if now == on => Ok(true),
-            Some(_) => {
-                let done = set_direct(self.file, on)?;
-                self.direct = done.then_some(on);
-                Ok(done)
-            }
-            None => Ok(!on),
-        }
     }
 
     fn sync_range(&self, (pos, len): (u64, u64), flags: libc::c_uint) -> io::Result<()> {
@@ -132,15 +150,13 @@ impl<'f> SlotWriter<'f> {
     }
 
     fn write_direct(&mut self, buf: &[u8]) -> io::Result<bool> {
-        if !aligned(buf, self.pos) || !self.mode(true)? {
+        if !aligned(buf, self.pos) || !self.direct.set(self.file, true)? {
             return Ok(false);
         }
         match self.file.write_all_at(buf, self.pos) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                log::debug!("direct I/O refused ({e}); writing through the page cache");
-                self.mode(false)?;
-                self.direct = None;
+                self.direct.refused(self.file, &e)?;
                 return Ok(false);
             }
             Err(e) => return Err(e),
@@ -159,7 +175,7 @@ impl Write for SlotWriter<'_> {
         if self.write_direct(buf)? {
             return Ok(buf.len());
         }
-        self.mode(false)?;
+        self.direct.set(self.file, false)?;
         self.file.write_all_at(buf, self.pos)?;
         let range = (self.pos, buf.len() as u64);
         self.pos += buf.len() as u64;
@@ -186,17 +202,23 @@ pub fn read_behind(
     on_device: &Receiver<u64>,
 ) -> Result<CopyCheck> {
     let io_err = |e: io::Error| Error::io(path, e);
-    let mut direct = set_direct(&copy, true).map_err(io_err)?;
+    let mut direct = Direct::new();
     let mut block = Block::new();
     let mut pos = 0u64;
+    let size = check.left();
     for end in on_device {
-        let end = end.min(pos + check.left());
+        let end = end.min(size);
+        let end = if end == size {
+            end
+        } else {
+            end - end % PAGE_MAX
+        };
         while pos < end {
             let want = (end - pos).min(IMAGE_BUF as u64) as usize;
             // A direct read takes whole device blocks; past the end of the slot it stops short.
             let len = want.next_multiple_of(BLOCK_ALIGN);
             let buf = block.fill(len);
-            if direct && aligned(buf, pos) {
+            if aligned(buf, pos) && direct.set(&copy, true).map_err(io_err)? {
                 match read_at_least(&copy, buf, pos, want) {
                     Ok(()) => {
                         check.update(&buf[..want]);
@@ -204,19 +226,20 @@ pub fn read_behind(
                         continue;
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        log::debug!("direct read-back refused ({e}); dropping cached pages");
-                        set_direct(&copy, false).map_err(io_err)?;
-                        direct = false;
+                        direct.refused(&copy, &e).map_err(io_err)?;
                     }
                     Err(e) => return Err(io_err(e)),
                 }
             }
-            // The range is written back, so its pages are clean and can be dropped: the
-            // read below goes to the device.
+            direct.set(&copy, false).map_err(io_err)?;
+            // The range is written back, so its pages are clean and can be dropped (whole
+            // pages only: to the end of the file for the last range): the read below goes
+            // to the device.
+            let last = pos + want as u64 == size;
             let _ = posix_fadvise(
                 copy.as_fd(),
                 pos as i64,
-                want as i64,
+                if last { 0 } else { want as i64 },
                 PosixFadviseAdvice::POSIX_FADV_DONTNEED,
             );
             copy.read_exact_at(&mut buf[..want], pos).map_err(io_err)?;
@@ -239,4 +262,106 @@ fn read_at_least(file: &File, buf: &mut [u8], pos: u64, want: usize) -> io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::image::tests::{entry, served};
+    use std::sync::mpsc::sync_channel;
+
+    /// Writes `data` as an image into a fresh slot file through [`SlotWriter`], lets
+    /// `tamper` change the slot, then reads it back as the install does.
+    fn write_then_read(data: &[u8], tamper: impl FnOnce(&File)) -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let e = entry(data);
+        let hex = e.hash.to_hex();
+        let chain = served(dir.path(), &hex, &[(&hex, data)]);
+        let slot = dir.path().join("slot");
+        std::fs::write(&slot, vec![0u8; data.len() + 8192]).unwrap();
+        let file = File::options().read(true).write(true).open(&slot).unwrap();
+        let stream = chain.open_image(&e, 1 << 30).unwrap();
+        let check = stream.copy_check();
+        // Everything announced is kept, so the reader runs after the tampering.
+        let (tx, rx) = sync_channel(1024);
+        let mut writer = SlotWriter::new(&file, tx);
+        let image = stream.write_to(&mut writer, &slot)?;
+        writer.finish().unwrap();
+        tamper(&file);
+        let check = read_behind(File::open(&slot).unwrap(), &slot, check, &rx)?;
+        check.finish(&image, &slot)
+    }
+
+    #[test]
+    fn the_read_back_passes_and_refuses_a_chunk_the_device_got_wrong() {
+        let data: Vec<u8> = (0..(2 * IMAGE_BUF + 1000))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        write_then_read(&data, |_| {}).unwrap();
+        let err = write_then_read(&data, |f| {
+            // One byte of the second chunk differs on the device.
+            f.write_all_at(&[data[IMAGE_BUF + 7] ^ 1], IMAGE_BUF as u64 + 7)
+                .unwrap();
+            f.sync_all().unwrap();
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 38, "{err}");
+        assert!(err.to_string().contains("read back"), "{err}");
+        // The tail, written through the page cache, is read back from the device too.
+        let err = write_then_read(&data, |f| {
+            f.write_all_at(&[data[data.len() - 1] ^ 1], data.len() as u64 - 1)
+                .unwrap();
+            f.sync_all().unwrap();
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 38, "{err}");
+    }
+
+    #[test]
+    fn unaligned_blocks_go_through_the_page_cache_and_are_read_back() {
+        let data: Vec<u8> = (0..(40 * 65536 + 77)).map(|i| (i % 239) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let chain = served(dir.path(), &hex, &[(&hex, &data)]);
+        let slot = dir.path().join("slot");
+        std::fs::write(&slot, b"").unwrap();
+        let file = File::options().read(true).write(true).open(&slot).unwrap();
+        let stream = chain.open_image(&e, 1 << 30).unwrap();
+        let check = stream.copy_check();
+        let image = stream.write_to(&mut Vec::new(), &slot).unwrap();
+        let (tx, rx) = sync_channel(4);
+        let reader = std::thread::spawn(move || {
+            let copy = File::open(dir.path().join("slot")).unwrap();
+            read_behind(copy, &dir.path().join("slot"), check, &rx)
+        });
+        let mut writer = SlotWriter::new(&file, tx);
+        // Pieces at odd offsets: direct I/O never qualifies, the writeback window fills.
+        for piece in data.chunks(65536 + 1) {
+            writer.write_all(piece).unwrap();
+        }
+        writer.finish().unwrap();
+        let check = reader.join().unwrap().unwrap();
+        check.finish(&image, &slot).unwrap();
+    }
+
+    #[test]
+    fn a_read_back_cut_short_is_refused() {
+        let data: Vec<u8> = (0..(IMAGE_BUF + 1000)).map(|i| (i % 241) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let e = entry(&data);
+        let hex = e.hash.to_hex();
+        let chain = served(dir.path(), &hex, &[(&hex, &data)]);
+        let slot = dir.path().join("slot");
+        let stream = chain.open_image(&e, 1 << 30).unwrap();
+        let check = stream.copy_check();
+        let image = stream.write_to(&mut Vec::new(), &slot).unwrap();
+        std::fs::write(&slot, &data).unwrap();
+        // The writer stopped after the first chunk.
+        let (tx, rx) = sync_channel(4);
+        tx.send(IMAGE_BUF as u64).unwrap();
+        drop(tx);
+        let check = read_behind(File::open(&slot).unwrap(), &slot, check, &rx).unwrap();
+        assert!(check.finish(&image, &slot).is_err());
+    }
 }
