@@ -39,7 +39,7 @@ fn image_meta(size: u64) -> Meta {
 }
 
 /// Blocks of the image queued between two threads (download, hash, write), at most.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 1;
 
 /// A buffer of up to [`IMAGE_BUF`] bytes whose contents start at a [`BLOCK_ALIGN`]
 /// boundary, so it can go to a slot opened for direct I/O without a copy.
