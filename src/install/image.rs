@@ -358,7 +358,7 @@ impl Install<'_> {
         let path = target.path.clone();
         let reader = std::thread::Builder::new()
             .name("image-read-back".into())
-            .spawn(move || read_behind(copy, &path, check, &announced))
+            .spawn(move || read_behind(copy, &path, check, announced))
             .map_err(|e| Error::io(&target.path, e))?;
         let mut writer = SlotWriter::new(&target.file, on_device);
         let written = stream

@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use nix::fcntl::{fcntl, posix_fadvise, FcntlArg, OFlag, PosixFadviseAdvice};
 
@@ -194,18 +194,46 @@ impl Write for SlotWriter<'_> {
 
 /// The reader: reads each range the writer announces back from the device, in order, into
 /// `check`, until the writer is done (the channel closes). `copy` is the slot, opened for
-/// reading; the caller finishes the check with the writer's proof.
+/// reading; the caller finishes the check with the writer's proof. A second thread reads
+/// the next block from the device while this one hashes the last.
 pub fn read_behind(
     copy: File,
     path: &Path,
     mut check: CopyCheck,
-    on_device: &Receiver<u64>,
+    on_device: Receiver<u64>,
 ) -> Result<CopyCheck> {
-    let io_err = |e: io::Error| Error::io(path, e);
-    let mut direct = Direct::new();
-    let mut block = Block::new();
-    let mut pos = 0u64;
     let size = check.left();
+    let (out, filled) = sync_channel::<(Block, usize)>(1);
+    let (empty, spare) = sync_channel(2);
+    let read = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("image-read".into())
+            .spawn_scoped(s, move || {
+                read_ranges(&copy, size, &on_device, &out, &spare)
+            })?;
+        for (block, want) in &filled {
+            check.update(&block.bytes()[..want]);
+            let _ = empty.try_send(block);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reader panicked")))
+    });
+    read.map_err(|e| Error::io(path, e))?;
+    Ok(check)
+}
+
+/// Reads the ranges announced on `on_device` from the device, in order, and passes each to
+/// `out` in a block (with the count of its bytes that belong to the image).
+fn read_ranges(
+    copy: &File,
+    size: u64,
+    on_device: &Receiver<u64>,
+    out: &SyncSender<(Block, usize)>,
+    spare: &Receiver<Block>,
+) -> io::Result<()> {
+    let mut direct = Direct::new();
+    let mut pos = 0u64;
     for end in on_device {
         let end = end.min(size);
         let end = if end == size {
@@ -215,39 +243,52 @@ pub fn read_behind(
         };
         while pos < end {
             let want = (end - pos).min(IMAGE_BUF as u64) as usize;
-            // A direct read takes whole device blocks; past the end of the slot it stops short.
-            let len = want.next_multiple_of(BLOCK_ALIGN);
-            let buf = block.fill(len);
-            if aligned(buf, pos) && direct.set(&copy, true).map_err(io_err)? {
-                match read_at_least(&copy, buf, pos, want) {
-                    Ok(()) => {
-                        check.update(&buf[..want]);
-                        pos += want as u64;
-                        continue;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        direct.refused(&copy, &e).map_err(io_err)?;
-                    }
-                    Err(e) => return Err(io_err(e)),
-                }
-            }
-            direct.set(&copy, false).map_err(io_err)?;
-            // The range is written back, so its pages are clean and can be dropped (whole
-            // pages only: to the end of the file for the last range): the read below goes
-            // to the device.
-            let last = pos + want as u64 == size;
-            let _ = posix_fadvise(
-                copy.as_fd(),
-                pos as i64,
-                if last { 0 } else { want as i64 },
-                PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-            );
-            copy.read_exact_at(&mut buf[..want], pos).map_err(io_err)?;
-            check.update(&buf[..want]);
+            let mut block = spare.try_recv().unwrap_or_default();
+            read_one(
+                copy,
+                &mut direct,
+                &mut block,
+                pos,
+                want,
+                pos + want as u64 == size,
+            )?;
             pos += want as u64;
+            if out.send((block, want)).is_err() {
+                return Ok(());
+            }
         }
     }
-    Ok(check)
+    Ok(())
+}
+
+/// Reads `want` bytes at `pos` from the device into `block`; `last`: they end the image.
+fn read_one(
+    copy: &File,
+    direct: &mut Direct,
+    block: &mut Block,
+    pos: u64,
+    want: usize,
+    last: bool,
+) -> io::Result<()> {
+    // A direct read takes whole device blocks; past the end of the slot it stops short.
+    let buf = block.fill(want.next_multiple_of(BLOCK_ALIGN));
+    if aligned(buf, pos) && direct.set(copy, true)? {
+        match read_at_least(copy, buf, pos, want) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => direct.refused(copy, &e)?,
+            Err(e) => return Err(e),
+        }
+    }
+    direct.set(copy, false)?;
+    // The range is written back, so its pages are clean and can be dropped (whole pages
+    // only: to the end of the file for the last range): the read below goes to the device.
+    let _ = posix_fadvise(
+        copy.as_fd(),
+        pos as i64,
+        if last { 0 } else { want as i64 },
+        PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+    copy.read_exact_at(&mut buf[..want], pos)
 }
 
 /// Reads from `pos` into `buf` until at least `want` bytes are in.
@@ -268,7 +309,6 @@ fn read_at_least(file: &File, buf: &mut [u8], pos: u64, want: usize) -> io::Resu
 mod tests {
     use super::*;
     use crate::chain::image::tests::{entry, served};
-    use std::sync::mpsc::sync_channel;
 
     /// Writes `data` as an image into a fresh slot file through [`SlotWriter`], lets
     /// `tamper` change the slot, then reads it back as the install does.
@@ -288,7 +328,7 @@ mod tests {
         let image = stream.write_to(&mut writer, &slot)?;
         writer.finish().unwrap();
         tamper(&file);
-        let check = read_behind(File::open(&slot).unwrap(), &slot, check, &rx)?;
+        let check = read_behind(File::open(&slot).unwrap(), &slot, check, rx)?;
         check.finish(&image, &slot)
     }
 
@@ -333,7 +373,7 @@ mod tests {
         let (tx, rx) = sync_channel(4);
         let reader = std::thread::spawn(move || {
             let copy = File::open(dir.path().join("slot")).unwrap();
-            read_behind(copy, &dir.path().join("slot"), check, &rx)
+            read_behind(copy, &dir.path().join("slot"), check, rx)
         });
         let mut writer = SlotWriter::new(&file, tx);
         // Pieces at odd offsets: direct I/O never qualifies, the writeback window fills.
@@ -361,7 +401,7 @@ mod tests {
         let (tx, rx) = sync_channel(4);
         tx.send(IMAGE_BUF as u64).unwrap();
         drop(tx);
-        let check = read_behind(File::open(&slot).unwrap(), &slot, check, &rx).unwrap();
+        let check = read_behind(File::open(&slot).unwrap(), &slot, check, rx).unwrap();
         assert!(check.finish(&image, &slot).is_err());
     }
 }
