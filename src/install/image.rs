@@ -361,9 +361,11 @@ impl Install<'_> {
             .spawn(move || read_behind(copy, &path, check, announced))
             .map_err(|e| Error::io(&target.path, e))?;
         let mut writer = SlotWriter::new(&target.file, on_device);
+        let mut wrote = started.elapsed();
         let written = stream
             .write_to(&mut writer, &target.path)
             .and_then(|image| {
+                wrote = started.elapsed();
                 writer.finish().map_err(|e| Error::io(&target.path, e))?;
                 Ok(image)
             });
@@ -375,9 +377,10 @@ impl Install<'_> {
         let image = written?;
         read?.finish(&image, &target.path)?;
         log::debug!(
-            "slot {}: {} bytes written and synced in {synced:?}, read back {:?} later",
+            "slot {}: {} bytes written in {wrote:?}, synced {:?} later, read back {:?} later",
             self.inactive,
             image.size(),
+            synced - wrote,
             started.elapsed() - synced
         );
         Ok(image)
