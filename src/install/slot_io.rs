@@ -38,6 +38,10 @@ const WRITE_WINDOW: usize = 16;
 /// still be filling, whose cached copy could not be dropped.
 const PAGE_MAX: u64 = 64 << 10;
 
+/// Bytes after which the reader flushes the slot, so that little is left for the final
+/// fsync: the dirty backing file of a loop device, a disk's volatile cache.
+const FLUSH_EVERY: u64 = 256 << 20;
+
 /// Ranges announced to the reader and not yet taken, at most (they are only offsets).
 pub const READ_BEHIND: usize = 64;
 
@@ -244,6 +248,10 @@ fn read_ranges(
         while pos < end {
             let want = (end - pos).min(IMAGE_BUF as u64) as usize;
             let mut block = spare.try_recv().unwrap_or_default();
+            if pos > 0 && pos % FLUSH_EVERY == 0 {
+                // From this thread, so the writer does not wait for it.
+                copy.sync_data()?;
+            }
             read_one(
                 copy,
                 &mut direct,
