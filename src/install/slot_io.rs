@@ -1,6 +1,7 @@
 //! Step 3 of the A/B install at disk speed: the core image goes into the inactive slot
-//! while a second thread reads it back from the device, a little behind the writer, and
-//! hashes it again.
+//! while two more threads read it back from the device, a little behind the writer, and
+//! hash it again (one reads the next block while the other hashes the last). Memory stays
+//! bounded: a few blocks in flight on each side, offsets in between.
 //!
 //! The writer uses direct I/O where the slot takes it (block devices, most filesystems):
 //! a direct write returns only once the device has the bytes, and no page cache holds
@@ -16,6 +17,8 @@
 //! would see, only earlier. What the read-back does not prove, durability, the fsync
 //! still provides: it runs after the last block, before the read-back's last range, and
 //! the slot is made bootable (step 4) only after both the fsync and the read-back passed.
+//! (The reader also flushes the slot now and then; that only leaves the final fsync less
+//! to do.) A mismatch fails the install as before: exit 38, the slot left unbootable.
 
 use std::collections::VecDeque;
 use std::fs::File;
