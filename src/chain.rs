@@ -17,8 +17,10 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
-mod image;
-pub use image::{ImageStream, StagedImage, VerifiedImage, IMAGE_BUF};
+pub(crate) mod image;
+pub use image::{
+    Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
+};
 
 /// Largest signature file accepted.
 const MAX_SIG_BYTES: u64 = 1 << 20;

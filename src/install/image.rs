@@ -4,7 +4,9 @@
 //!    inactive slot, which is open for writing: nothing has been touched yet;
 //! 2. `Unbootable`: every boot entry but the running slot's is gone from the ESP, durably;
 //! 3. `Written`: the image was streamed download → decompress → hash → slot, fsynced,
-//!    read back and hashed again;
+//!    read back from the device and hashed again (the read-back follows the writer a few
+//!    blocks behind, as fast as the disk allows; [`crate::install::slot_io`] says why that
+//!    is as strong as reading the slot after the fsync);
 //! 4. `Bootable`: the EFI binary, staged and verified first, was copied to the ESP under a
 //!    temporary name, fsynced and renamed to `<product>-<version>+3.efi`, directory fsynced.
 //!
@@ -16,20 +18,17 @@
 //! any point leaves it bootable as the fallback. Each step is recorded in the slot record
 //! (see [`crate::install::boot`]) only after it is durable.
 
-use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
-
-use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
 use crate::chain::{Chain, ImageStream, VerifiedImage};
 use crate::hash::Hash;
 use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState};
 use crate::install::esp::Esp;
+use crate::install::slot_io::{read_behind, SlotWriter, READ_BEHIND};
 use crate::manifest::Entry;
 use crate::progress::{Event, Observer};
 use crate::slots::{Identity, Slot, Slots};
@@ -259,21 +258,7 @@ impl Install<'_> {
                     self.inactive,
                     target.path.display()
                 ));
-                let started = Instant::now();
-                let mut writer = SlotWriter::new(&target.file);
-                let image = stream.write_to(&mut writer, &target.path)?;
-                target
-                    .file
-                    .sync_all()
-                    .map_err(|e| Error::io(&target.path, e))?;
-                let written = started.elapsed();
-                self.read_back(&image, &target)?;
-                log::debug!(
-                    "slot {}: {} bytes written and synced in {written:?}, read back in {:?}",
-                    self.inactive,
-                    image.size(),
-                    started.elapsed() - written
-                );
+                let image = self.write_and_check(stream, &target)?;
                 self.record(SlotState::Written)?;
                 Ok(Step::Written { image })
             }
@@ -347,112 +332,57 @@ impl Install<'_> {
         Ok(())
     }
 
-    /// Reads the slot back from the device, not the page cache, and checks the hash again.
-    fn read_back(&self, image: &VerifiedImage, target: &SlotFile) -> Result<()> {
-        let len = i64::try_from(image.size()).unwrap_or(i64::MAX);
-        // Clean pages are dropped after the fsync, so the read below reaches the disk.
-        let _ = posix_fadvise(
-            target.file.as_fd(),
-            0,
-            len,
-            PosixFadviseAdvice::POSIX_FADV_DONTNEED,
-        );
-        let mut copy = File::open(&target.path).map_err(|e| Error::io(&target.path, e))?;
+    /// Opens the slot a second time, for the read-back, checking it is the one written.
+    fn open_copy(&self, target: &SlotFile) -> Result<File> {
+        let copy = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&target.path)
+            .map_err(|e| Error::io(&target.path, e))?;
         if Identity::of_file(&copy, &target.path)? != target.identity {
             return Err(Error::Slot(format!(
-                "{} changed while it was written",
+                "{} changed while it was opened",
                 target.path.display()
             )));
         }
-        let _ = posix_fadvise(
-            copy.as_fd(),
-            0,
-            len,
-            PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+        Ok(copy)
+    }
+
+    /// Writes the image into the slot, fsyncs it, and reads it back from the device behind
+    /// the writer (see [`crate::install::slot_io`]); passes only if both hashes matched.
+    fn write_and_check(&self, stream: ImageStream, target: &SlotFile) -> Result<VerifiedImage> {
+        let started = Instant::now();
+        let copy = self.open_copy(target)?;
+        let check = stream.copy_check();
+        let (on_device, announced) = sync_channel(READ_BEHIND);
+        let path = target.path.clone();
+        let reader = std::thread::Builder::new()
+            .name("image-read-back".into())
+            .spawn(move || read_behind(copy, &path, check, announced))
+            .map_err(|e| Error::io(&target.path, e))?;
+        let mut writer = SlotWriter::new(&target.file, on_device);
+        let mut wrote = started.elapsed();
+        let written = stream
+            .write_to(&mut writer, &target.path)
+            .and_then(|image| {
+                wrote = started.elapsed();
+                writer.finish().map_err(|e| Error::io(&target.path, e))?;
+                Ok(image)
+            });
+        let synced = started.elapsed();
+        // On a failed write the writer is dropped here, which stops the reader.
+        let read = reader
+            .join()
+            .map_err(|_| Error::Slot("the read-back thread panicked".into()))?;
+        let image = written?;
+        read?.finish(&image, &target.path)?;
+        log::debug!(
+            "slot {}: {} bytes written in {wrote:?}, synced {:?} later, read back {:?} later",
+            self.inactive,
+            image.size(),
+            synced - wrote,
+            started.elapsed() - synced
         );
-        image.check_copy(
-            &mut Prefetch {
-                file: &mut copy,
-                pos: 0,
-            },
-            &target.path,
-        )
-    }
-}
-
-/// Blocks whose writeback may be under way at once before the writer waits for the oldest.
-const WRITE_WINDOW: usize = 16;
-
-/// Writes into a slot and starts the writeback of each block at once, waiting only for
-/// the block before the previous one: the disk works while the next block downloads and
-/// is hashed (where `dd` leaves it all to the final fsync), and dirty memory stays small.
-struct SlotWriter<'f> {
-    file: &'f File,
-    pos: u64,
-    pending: VecDeque<(u64, u64)>,
-}
-
-impl<'f> SlotWriter<'f> {
-    fn new(file: &'f File) -> SlotWriter<'f> {
-        SlotWriter {
-            file,
-            pos: 0,
-            pending: VecDeque::new(),
-        }
-    }
-
-    fn sync_range(&self, (pos, len): (u64, u64), flags: libc::c_uint) -> io::Result<()> {
-        let (pos, len) = (pos as libc::off64_t, len as libc::off64_t);
-        // SAFETY: a plain system call on a descriptor this writer borrows.
-        let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), pos, len, flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-}
-
-impl Write for SlotWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (&mut &*self.file).write(buf)?;
-        let range = (self.pos, n as u64);
-        self.pos += n as u64;
-        self.sync_range(range, libc::SYNC_FILE_RANGE_WRITE)?;
-        self.pending.push_back(range);
-        if self.pending.len() > WRITE_WINDOW {
-            let old = self.pending.pop_front().expect("three pending");
-            let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            self.sync_range(old, all)?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Reads a slot back, asking the kernel for the next block while the caller hashes this one.
-struct Prefetch<'f> {
-    file: &'f mut File,
-    pos: u64,
-}
-
-impl Read for Prefetch<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let ahead = i64::try_from(self.pos + buf.len() as u64).unwrap_or(i64::MAX);
-        let len = i64::try_from(buf.len()).unwrap_or(i64::MAX);
-        let _ = posix_fadvise(
-            self.file.as_fd(),
-            ahead,
-            len,
-            PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-        );
-        let n = self.file.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
+        Ok(image)
     }
 }

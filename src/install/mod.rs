@@ -5,6 +5,7 @@ pub mod esp;
 pub mod files;
 pub mod image;
 pub mod root;
+pub mod slot_io;
 
 pub use files::{apply, Applied};
 pub use root::TargetRoot;
