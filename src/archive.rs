@@ -95,6 +95,13 @@ impl<R: Read> Read for Bounded<R> {
 /// Room for tar headers, padding and a small extra entry beyond a bounded payload.
 pub const TAR_SLACK: u64 = 64 * 1024;
 
+/// The most a compressed fullfile of `plain` unpacked bytes may take on the wire: an
+/// incompressible payload grows a little in every format (stored deflate blocks add 5
+/// bytes per 64 KiB), so the download bound allows 1/32 on top of the tar's own slack.
+pub fn compressed_bound(plain: u64) -> u64 {
+    plain.saturating_add(plain / 32).saturating_add(TAR_SLACK)
+}
+
 /// The one file of a manifest tar: its text and the metadata its tar header records,
 /// which is part of the manifest's hash.
 pub struct ManifestFile {

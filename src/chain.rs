@@ -270,7 +270,7 @@ impl Chain {
             reason,
         };
         let io = |e: std::io::Error| download_error(&url, e);
-        let download = self.content.open(&rel, bound + TAR_SLACK)?;
+        let download = self.content.open(&rel, archive::compressed_bound(bound))?;
         let plain = Bounded::new(
             archive::decompress(download).map_err(io)?,
             bound + TAR_SLACK,

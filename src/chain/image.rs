@@ -135,7 +135,7 @@ impl Chain {
         if entry.image().is_none() {
             return Err(bad(format!("{} is not an image payload", entry.path)));
         }
-        let download = self.content.open(&rel, bound + TAR_SLACK)?;
+        let download = self.content.open(&rel, archive::compressed_bound(bound))?;
         let (tx, blocks) = sync_channel(IN_FLIGHT);
         // Every block in flight, plus the one each side holds, can come back.
         let (spare, spare_rx) = sync_channel(IN_FLIGHT + 2);
