@@ -46,48 +46,67 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>>
     })
 }
 
-/// A reader that fails once more than `limit` bytes come through, so an oversized or
-/// endless stream is cut off instead of filling memory or disk.
+/// A reader that yields at most `limit` bytes and fails if there are more, so an
+/// oversized or endless stream is cut off instead of filling memory or disk (and instead
+/// of being silently truncated, which a hash would only catch later, more vaguely).
 pub struct Bounded<R> {
     inner: R,
-    left: u64,
-    what: String,
     limit: u64,
+    read: u64,
+    excess: Box<dyn Fn(u64) -> io::Error + Send>,
 }
 
 impl<R: Read> Bounded<R> {
     /// Bounds `inner` to `limit` bytes; `what` names it in the error.
     pub fn new(inner: R, limit: u64, what: impl Into<String>) -> Bounded<R> {
+        let what = what.into();
+        Bounded::with_error(inner, limit, move |limit| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what} is larger than its bound of {limit} bytes"),
+            )
+        })
+    }
+
+    /// Bounds `inner` to `limit` bytes; `excess(limit)` makes the error past the bound.
+    pub fn with_error(
+        inner: R,
+        limit: u64,
+        excess: impl Fn(u64) -> io::Error + Send + 'static,
+    ) -> Bounded<R> {
         Bounded {
             inner,
-            left: limit,
-            what: what.into(),
             limit,
+            read: 0,
+            excess: Box::new(excess),
         }
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Bytes yielded so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 }
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            // One probe byte tells a stream that ends exactly at the limit from one that goes on.
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is larger than its bound of {} bytes",
-                        self.what, self.limit
-                    ),
-                )),
-            };
+        if buf.is_empty() {
+            return Ok(0);
         }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
+        // Ask for one byte more than the room left: getting it proves the stream is too
+        // long, while one of exactly the bound then reads its end as usual.
+        let room = self.limit - self.read;
+        let want = usize::try_from(room.saturating_add(1)).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > room {
+            return Err((self.excess)(self.limit));
+        }
+        self.read += n as u64;
         Ok(n)
     }
 }

@@ -1,69 +1,29 @@
-//! A reader that yields at most a fixed number of bytes and fails if there are more.
+//! The download bound: the archive module's bounded reader with a download error.
 
 use std::io::{self, Read};
 
+use crate::archive::Bounded;
 use crate::Error;
 
-/// Wraps a reader so that a server cannot make us read (or decompress) more than `limit`
-/// bytes: past the limit, a read fails instead of silently truncating, because a
-/// truncated object would only be caught later, by a hash mismatch with a vaguer message.
-pub(crate) struct Limit<R> {
-    inner: R,
-    limit: u64,
-    read: u64,
-    url: String,
-}
-
-impl<R: Read> Limit<R> {
-    /// Bounds `inner`, whose content comes from `url` (named in the error), to `limit` bytes.
-    pub(crate) fn new(inner: R, limit: u64, url: &str) -> Limit<R> {
-        Limit {
-            inner,
-            limit,
-            read: 0,
-            url: url.to_string(),
-        }
-    }
-
-    /// The wrapped reader.
-    pub(crate) fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
-    /// Bytes yielded so far.
-    pub(crate) fn bytes_read(&self) -> u64 {
-        self.read
-    }
-}
-
-impl<R: Read> Read for Limit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        // Ask for one byte more than the room left: getting it proves the object is too
-        // large, while an exact-size object then reads its end of file as usual.
-        let room = self.limit - self.read;
-        let want = usize::try_from(room.saturating_add(1)).map_or(buf.len(), |r| r.min(buf.len()));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n as u64 > room {
-            return Err(io::Error::other(Error::Download {
-                url: self.url.clone(),
-                reason: format!("server sent more than {} bytes", self.limit),
-            }));
-        }
-        self.read += n as u64;
-        Ok(n)
-    }
+/// Bounds a download from `url` to `limit` bytes: past it, a read fails with a download
+/// error naming the URL, carried inside the `io::Error` (see `download_error`).
+pub(crate) fn limit<R: Read>(inner: R, limit: u64, url: &str) -> Bounded<R> {
+    let url = url.to_string();
+    Bounded::with_error(inner, limit, move |limit| {
+        io::Error::other(Error::Download {
+            url: url.clone(),
+            reason: format!("server sent more than {limit} bytes"),
+        })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read_all(data: &[u8], limit: u64) -> io::Result<Vec<u8>> {
+    fn read_all(data: &[u8], bound: u64) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        Limit::new(data, limit, "file:///x").read_to_end(&mut out)?;
+        limit(data, bound, "file:///x").read_to_end(&mut out)?;
         Ok(out)
     }
 
@@ -85,7 +45,7 @@ mod tests {
 
     #[test]
     fn counts_bytes_and_yields_no_more_than_the_limit() {
-        let mut r = Limit::new(&b"abcdef"[..], 3, "u");
+        let mut r = limit(&b"abcdef"[..], 3, "u");
         let mut buf = [0u8; 2];
         assert_eq!(r.read(&mut buf).unwrap(), 2);
         assert_eq!(r.bytes_read(), 2);

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::archive::Bounded;
 use crate::{Error, Result};
-use limit::Limit;
 
 /// The longest pause between two attempts, whatever the configured delay.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -163,7 +163,7 @@ impl Source {
         // surfaces here as a typed error.
         resume.reopen()?;
         Ok(Download {
-            reader: Limit::new(resume, limit, &url),
+            reader: limit::limit(resume, limit, &url),
             url,
         })
     }
@@ -203,7 +203,7 @@ fn check_rel(url: &str, rel: &str) -> Result<()> {
 /// A download in progress: a bounded reader over one object.
 pub struct Download {
     url: String,
-    reader: Limit<Resume>,
+    reader: Bounded<Resume>,
 }
 
 impl Download {
