@@ -255,7 +255,22 @@ impl<'o> Client<'o> {
         let files = match version {
             Some(v) => {
                 let mom = self.chain.mom(v)?;
-                FileSet::from_manifests(&self.resolve(&mom, bundles, false)?)
+                // A marker file for a bundle this release never had (a stray file) names
+                // nothing to plan from; it must not block the update.
+                let known: Vec<String> = bundles
+                    .iter()
+                    .filter(|b| {
+                        let known = mom.bundle(b).is_some();
+                        if !known {
+                            self.observer.event(Event::Warning(format!(
+                                "bundle {b} is marked installed but version {v} has no such bundle"
+                            )));
+                        }
+                        known
+                    })
+                    .cloned()
+                    .collect();
+                FileSet::from_manifests(&self.resolve(&mom, &known, false)?)
             }
             None => FileSet::default(),
         };

@@ -508,3 +508,19 @@ fn bundle_remove_killed_midway_is_finished_on_the_next_run() {
         expected(&w, 10, &["os-core", "editors"])
     );
 }
+
+#[test]
+fn a_stray_bundle_marker_does_not_block_the_update() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    std::fs::write(w.root.join("usr/share/clear/bundles/no-such-bundle"), b"").unwrap();
+    w.derive(10, 20);
+    ok(w.publish(20, &[]));
+    let out = ok(w.chainup(&["update"]));
+    assert!(text(&out).contains("no-such-bundle"), "{}", text(&out));
+    assert!(std::fs::read_to_string(w.root.join("usr/lib/os-release"))
+        .unwrap()
+        .contains("VERSION_ID=20"));
+}
