@@ -70,6 +70,27 @@ pub struct BundleInfo {
     pub experimental: bool,
 }
 
+/// The bundles installed in `root` (swupd's marker files), sorted.
+pub fn installed_bundles(root: &std::path::Path) -> Result<Vec<String>> {
+    let dir = root.join(BUNDLES_DIR);
+    let mut names = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            if crate::manifest::validate_bundle_name(name).is_ok() {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// What the root holds before a change: the version, the bundles, their files.
 #[derive(Debug, Default)]
 struct Installed {
@@ -167,23 +188,7 @@ impl<'o> Client<'o> {
 
     /// The bundles installed in the root (swupd's marker files), sorted.
     pub fn installed_bundles(&self) -> Result<Vec<String>> {
-        let dir = self.settings.root.join(BUNDLES_DIR);
-        let mut names = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, e))?;
-            if let Some(name) = entry.file_name().to_str() {
-                if crate::manifest::validate_bundle_name(name).is_ok() {
-                    names.push(name.to_string());
-                }
-            }
-        }
-        names.sort();
-        Ok(names)
+        installed_bundles(&self.settings.root)
     }
 
     /// The MoM of `version`, verified, and checked against rollback and freeze rules.

@@ -50,6 +50,13 @@ impl StateDir {
         })
     }
 
+    /// The state directory at `path` as it is, for reading (nothing is created).
+    pub fn at(path: &Path) -> StateDir {
+        StateDir {
+            path: path.to_path_buf(),
+        }
+    }
+
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path

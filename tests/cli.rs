@@ -69,6 +69,20 @@ fn config_file_supplies_options_and_flags_win() {
     assert!(text.contains("file:///nonexistent/from-config"), "{text}");
     let out = chainup(&["info", "-p", root, "-u", "file:///from-flag"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("file:///from-flag"));
-    // nosigcheck from the config still warns loudly.
+    // nosigcheck from the config still warns loudly on a command that fetches.
+    let out = chainup(&["check-update", "-p", root]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosigcheck"));
+}
+
+#[test]
+fn info_works_without_a_server_or_trust_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = chainup(&["info", "-p", root]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Installed version: none"), "{text}");
+    assert!(text.contains("Content URL: (not configured)"), "{text}");
+    // Reading state creates none.
+    assert!(!dir.path().join("var").exists());
 }

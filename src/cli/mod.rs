@@ -63,6 +63,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         }
         // Run late in boot: needs neither a server URL nor a trust store.
         Command::MarkGood => mark_good(g, out),
+        // Local only, so it also works on a machine not yet pointed at a server.
+        Command::Info => info(g, out),
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
@@ -145,33 +147,6 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Info => {
-            let s = client.settings();
-            let current = crate::version::installed(&s.root)?;
-            let lines = [
-                format!("Root: {}", s.root.display()),
-                format!(
-                    "Installed version: {}",
-                    current.map_or("none".into(), |v| v.to_string())
-                ),
-                format!(
-                    "Highest version installed: {}",
-                    client.state().high_water_mark().get()?
-                ),
-                format!("Content URL: {}", s.content_url),
-                format!("Version URL: {}", s.version_url),
-                format!("Format: {}", s.format),
-                format!("State directory: {}", s.state_dir.display()),
-                format!("Bundles: {}", client.installed_bundles()?.join(", ")),
-            ];
-            for l in lines {
-                out.result(&l);
-            }
-            if let Some(slots) = client.slots()? {
-                slots_info(&slots, client.state(), out)?;
-            }
-            Ok(0)
-        }
         Command::Diagnose(args)
         | Command::Verify {
             fix: false,
@@ -191,7 +166,8 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
         Command::Hashdump { .. }
         | Command::Completions { .. }
         | Command::Man
-        | Command::MarkGood => {
+        | Command::MarkGood
+        | Command::Info => {
             unreachable!("handled before")
         }
     }
@@ -248,22 +224,13 @@ fn slots_info(slots: &Slots, state: &StateDir, out: &Output) -> Result<()> {
 
 /// `mark-good`: the running slot booted well; its entry keeps no boot counter.
 fn mark_good(g: &Global, out: &Output) -> Result<i32> {
-    let root = g.path.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let config = match &g.config {
-        Some(path) => Config::load(path, true)?,
-        None => Config::load(&root.join(CONFIG_PATH), false)?,
-    };
+    let (root, config) = local_config(g)?;
     let slots = config
         .slots
         .as_ref()
         .ok_or_else(|| Error::Slot("mark-good needs the [slots] table in the config".into()))?;
     let slots = Slots::from_config(slots)?;
-    let state_dir = g
-        .statedir
-        .clone()
-        .or(config.statedir)
-        .unwrap_or_else(|| root.join("var/lib/chainup"));
-    let state = StateDir::open(&state_dir)?;
+    let state = StateDir::open(&state_dir(g, &config, &root))?;
     let _lock = state.lock()?;
     let text = match boot::mark_good(&slots, &state, crate::version::installed(&root)?)? {
         boot::MarkGood::Marked { from, to } => format!("Boot entry {from} marked good: {to}"),
@@ -297,13 +264,72 @@ fn hashdump(g: &Global, no_xattrs: bool, file: &Path, out: &Output) -> Result<i3
     Ok(0)
 }
 
-/// Resolves flags over the config file over defaults.
-pub fn settings(g: &Global) -> Result<Settings> {
+/// `info`: the root, its versions and bundles, the configured server, and the A/B slots.
+/// Reads only local state; an unconfigured URL is shown as such.
+fn info(g: &Global, out: &Output) -> Result<i32> {
+    let (root, config) = local_config(g)?;
+    let state_dir = state_dir(g, &config, &root);
+    let server = settings(g).ok();
+    let show = |v: Option<String>| v.unwrap_or_else(|| "(not configured)".into());
+    let current = crate::version::installed(&root)?;
+    let lines = [
+        format!("Root: {}", root.display()),
+        format!(
+            "Installed version: {}",
+            current.map_or("none".into(), |v| v.to_string())
+        ),
+        format!(
+            "Highest version installed: {}",
+            crate::version::HighWaterMark::new(&state_dir).get()?
+        ),
+        format!(
+            "Content URL: {}",
+            show(server.as_ref().map(|s| s.content_url.clone()))
+        ),
+        format!(
+            "Version URL: {}",
+            show(server.as_ref().map(|s| s.version_url.clone()))
+        ),
+        format!(
+            "Format: {}",
+            show(server.as_ref().map(|s| s.format.to_string()))
+        ),
+        format!("State directory: {}", state_dir.display()),
+        format!(
+            "Bundles: {}",
+            crate::client::installed_bundles(&root)?.join(", ")
+        ),
+    ];
+    for l in lines {
+        out.result(&l);
+    }
+    if let Some(slots) = &config.slots {
+        slots_info(&Slots::from_config(slots)?, &StateDir::at(&state_dir), out)?;
+    }
+    Ok(0)
+}
+
+/// The target root and the config file that applies to it.
+fn local_config(g: &Global) -> Result<(PathBuf, Config)> {
     let root = g.path.clone().unwrap_or_else(|| PathBuf::from("/"));
     let config = match &g.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(&root.join(CONFIG_PATH), false)?,
     };
+    Ok((root, config))
+}
+
+/// The state directory: flag, then config, then `ROOT/var/lib/chainup`.
+fn state_dir(g: &Global, config: &Config, root: &Path) -> PathBuf {
+    g.statedir
+        .clone()
+        .or(config.statedir.clone())
+        .unwrap_or_else(|| root.join("var/lib/chainup"))
+}
+
+/// Resolves flags over the config file over defaults.
+pub fn settings(g: &Global) -> Result<Settings> {
+    let (root, config) = local_config(g)?;
     let url = g.url.clone().or(config.url.clone());
     let content_url = g
         .contenturl
@@ -340,11 +366,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
         ..SourceConfig::default()
     };
     Ok(Settings {
-        state_dir: g
-            .statedir
-            .clone()
-            .or(config.statedir.clone())
-            .unwrap_or_else(|| root.join("var/lib/chainup")),
+        state_dir: state_dir(g, &config, &root),
         root,
         content_url,
         version_url,
