@@ -321,13 +321,7 @@ fn a_root_without_os_release_is_repaired_to_the_version_given() {
 fn repairing_to_another_version_needs_force() {
     let w = installed();
     w.derive(10, 20);
-    w.file(
-        20,
-        "os-core",
-        "/usr/bin/hello",
-        b"#!/bin/sh\necho 20\n",
-        0o755,
-    );
+    w.change_hello(20);
     ok(w.publish(20, &[]));
     exits(&w.chainup(&["repair", "-V", "20"]), 15);
     let out = w.chainup(&["diagnose", "-V", "20"]);

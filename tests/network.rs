@@ -25,9 +25,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// Releases 10 (installed) and 20, where 20 adds a 512 KiB file; returns its fullfile path.
 fn big_file_world() -> (World, String) {
     let w = World::new();
-    w.sample(10);
-    ok(w.publish(10, &[]));
-    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.install_sample();
     w.derive(10, 20);
     w.file(
         20,
@@ -188,9 +186,7 @@ fn https_with_the_servers_ca_installs_and_without_it_is_refused() {
 #[test]
 fn version_requests_carry_the_current_version_and_an_app_specific_machine_id() {
     let w = World::new();
-    w.sample(10);
-    ok(w.publish(10, &[]));
-    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.install_sample();
     let raw_id = "0123456789abcdef0123456789abcdef";
     std::fs::write(w.root.join("etc/machine-id"), format!("{raw_id}\n")).unwrap();
     w.server.clear_log();

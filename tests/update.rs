@@ -244,9 +244,7 @@ fn bundle_add_follows_includes_and_remove_keeps_shared_files() {
 #[test]
 fn check_update_says_yes_then_no() {
     let w = World::new();
-    w.sample(10);
-    ok(w.publish(10, &[]));
-    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.install_sample();
     let out = w.chainup(&["check-update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("No update available"), "{}", text(&out));
@@ -334,13 +332,7 @@ fn interrupted_world() -> (World, String) {
     ok(w.publish(10, &[]));
     ok(w.chainup(&["os-install", "-V", "10"]));
     w.derive(10, 20);
-    w.file(
-        20,
-        "os-core",
-        "/usr/bin/hello",
-        b"#!/bin/sh\necho 20\n",
-        0o755,
-    );
+    w.change_hello(20);
     w.remove(20, "os-core", "/usr/share/olddir");
     ok(w.publish(20, &[]));
     let (_, hash, version) = w.entry(20, "os-core", "/usr/bin/hello");
@@ -512,9 +504,7 @@ fn bundle_remove_killed_midway_is_finished_on_the_next_run() {
 #[test]
 fn a_stray_bundle_marker_does_not_block_the_update() {
     let w = World::new();
-    w.sample(10);
-    ok(w.publish(10, &[]));
-    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.install_sample();
     std::fs::write(w.root.join("usr/share/clear/bundles/no-such-bundle"), b"").unwrap();
     w.derive(10, 20);
     ok(w.publish(20, &[]));

@@ -194,6 +194,25 @@ impl World {
         }
     }
 
+    /// The sample release 10, published and os-installed into the world's root.
+    pub fn install_sample(&self) {
+        self.sample(10);
+        ok(self.publish(10, &[]));
+        ok(self.chainup(&["os-install", "-V", "10"]));
+    }
+
+    /// Gives release `version`'s `/usr/bin/hello` new content (naming the version).
+    pub fn change_hello(&self, version: u32) {
+        let script = format!("#!/bin/sh\necho {version}\n");
+        self.file(
+            version,
+            "os-core",
+            "/usr/bin/hello",
+            script.as_bytes(),
+            0o755,
+        );
+    }
+
     /// Copies release `from`'s trees to `to`, updating os-release.
     pub fn derive(&self, from: u32, to: u32) {
         let src = self.trees.join(from.to_string());
