@@ -20,10 +20,3 @@ pub trait Observer: Sync {
     /// Handles one event.
     fn event(&self, event: Event<'_>);
 }
-
-/// An observer that drops everything (library callers that want no output).
-pub struct Silent;
-
-impl Observer for Silent {
-    fn event(&self, _: Event<'_>) {}
-}
