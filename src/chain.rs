@@ -57,11 +57,18 @@ pub struct VerifiedManifest {
 }
 
 /// A fullfile in the staging area whose content and metadata hashed to its manifest hash.
+/// It is known by the inode that hashed right, not by its path: the installer opens it
+/// through [`StagedFile::open_verified`], which refuses any other object at that path.
 #[derive(Debug, Clone)]
 pub struct StagedFile {
     hash: Hash,
     path: PathBuf,
     meta: Meta,
+    /// Device, inode and change time (which no user can set) of the object whose hash
+    /// matched: a recycled inode number carries a new change time.
+    identity: (u64, u64, i64, i64),
+    /// The verified target of a symlink (held here, so placing it reads nothing back).
+    link_target: Option<PathBuf>,
 }
 
 impl VerifiedMom {
@@ -120,6 +127,54 @@ impl StagedFile {
     /// Its type, owner and mode, as hashed.
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// The verified target, for a symlink.
+    pub fn link_target(&self) -> Option<&Path> {
+        self.link_target.as_deref()
+    }
+
+    /// Opens a staged regular file for placement and checks that it is still the inode
+    /// whose hash matched, unchanged since (same change time, type, owner, mode and size):
+    /// a path swapped or an inode changed since the check is refused, and the open
+    /// descriptor is what the installer links or copies. Open it once, before the first
+    /// hard link to it changes its change time.
+    pub fn open_verified(&self) -> Result<File> {
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let md = file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        if identity(&md) != self.identity || Meta::from_metadata(&md) != self.meta {
+            return Err(Error::UnsafePath {
+                path: self.path.display().to_string(),
+                reason: "the staged object changed after its hash was checked".into(),
+            });
+        }
+        Ok(file)
+    }
+
+    /// A staged object known by what is at `path` now (unit tests of the installer).
+    #[cfg(test)]
+    pub(crate) fn for_test(path: &Path) -> StagedFile {
+        StagedFile::at(Hash::default(), path.to_path_buf()).unwrap()
+    }
+
+    fn at(hash: Hash, path: PathBuf) -> Result<StagedFile> {
+        let md = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let link_target = if md.file_type().is_symlink() {
+            Some(std::fs::read_link(&path).map_err(|e| Error::io(&path, e))?)
+        } else {
+            None
+        };
+        Ok(StagedFile {
+            hash,
+            identity: identity(&md),
+            meta: Meta::from_metadata(&md),
+            link_target,
+            path,
+        })
     }
 }
 
@@ -335,25 +390,24 @@ impl Chain {
             return Err(io(e));
         }
         std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
-        Ok(StagedFile {
-            hash: entry.hash,
-            path: final_path,
-            meta,
-        })
+        // The identity is read after the rename, which updates the change time; the
+        // staging area is private, so nobody else can have put another object there.
+        StagedFile::at(entry.hash, final_path)
     }
+}
+
+fn identity(md: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.dev(), md.ino(), md.ctime(), md.ctime_nsec())
 }
 
 /// A staged file left by an earlier, interrupted run is used only if it still hashes right.
 fn reuse_staged(entry: &Entry, path: &Path) -> Result<Option<StagedFile>> {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
+    if std::fs::symlink_metadata(path).is_err() {
         return Ok(None);
-    };
+    }
     if hash::hash_path(path, false).map_err(|e| Error::io(path, e))? == entry.hash {
-        return Ok(Some(StagedFile {
-            hash: entry.hash,
-            path: path.to_path_buf(),
-            meta: Meta::from_metadata(&md),
-        }));
+        return StagedFile::at(entry.hash, path.to_path_buf()).map(Some);
     }
     remove_any(path)?;
     Ok(None)

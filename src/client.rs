@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::chain::{Chain, Freshness, Signatures, StagedFile, VerifiedManifest, VerifiedMom};
-use crate::install::{self, Applied, TargetRoot};
-use crate::plan::{self, FileSet};
+use crate::install::transaction::{self, Transaction};
+use crate::install::{Applied, Create, TargetRoot};
+use crate::plan::{self, Baseline, FileSet};
 use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::slots::Slots;
@@ -91,6 +92,28 @@ pub fn installed_bundles(root: &std::path::Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// What a command may do to the root and the state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// check-update, diagnose, bundle-list: nothing is created, nothing written.
+    Read,
+    /// update, bundle-add, bundle-remove, repair: the root must exist; the state directory
+    /// is created if needed and must be private.
+    Write,
+    /// os-install: like `Write`, and a missing root directory is made.
+    Install,
+}
+
+/// What became of the journal a previous run left.
+#[derive(Debug)]
+pub enum Pending {
+    /// There was none, or its update is now finished.
+    Clear,
+    /// Its release cannot be finished, or the command goes beyond it: the command installs
+    /// its own target over it, from the actual state of the root.
+    Superseded(JournalRecord),
+}
+
 /// What the root holds before a change: the version, the bundles, their files.
 #[derive(Debug, Default)]
 struct Installed {
@@ -109,10 +132,27 @@ pub struct Client<'o> {
 }
 
 impl<'o> Client<'o> {
-    /// Opens the root and state directory and builds the verification chain.
-    pub fn new(settings: Settings, observer: &'o dyn Observer) -> Result<Client<'o>> {
-        let root = TargetRoot::open(&settings.root)?;
-        let state = StateDir::open(&settings.state_dir)?;
+    /// Opens the root and state directory as `access` allows and builds the verification
+    /// chain.
+    pub fn new(
+        settings: Settings,
+        observer: &'o dyn Observer,
+        access: Access,
+    ) -> Result<Client<'o>> {
+        let (root, state) = match access {
+            Access::Read => (
+                TargetRoot::open(&settings.root, Create::Never)?,
+                StateDir::at(&settings.state_dir),
+            ),
+            Access::Write | Access::Install => {
+                let create = match access {
+                    Access::Install => Create::IfMissing,
+                    _ => Create::Never,
+                };
+                let root = TargetRoot::open(&settings.root, create)?;
+                (root, StateDir::open(&settings.state_dir)?)
+            }
+        };
         let signatures = if settings.nosigcheck {
             Signatures::Skip
         } else {
@@ -234,25 +274,72 @@ impl<'o> Client<'o> {
         Ok(out)
     }
 
-    /// Finishes an update a previous run was interrupted in, if any: the same move from
-    /// the same old state, so files already in place are simply placed again.
-    pub fn recover(&self) -> Result<Option<Updated>> {
+    /// Deals with a journal an interrupted run left, before a command heading to `target`
+    /// (`None`: a command that stays at the installed version). The journal's update is
+    /// finished (placing again what is already in place) unless `target` is newer; when it
+    /// cannot be finished (its release refused, or withdrawn from the server) and the
+    /// command has a target of its own, that target supersedes it. Otherwise the error says
+    /// how to get out.
+    pub fn settle(&self, target: Option<u32>) -> Result<Pending> {
         let Some(record) = self.state.journal()? else {
-            return Ok(None);
+            return Ok(Pending::Clear);
         };
+        // The killed run's temporaries go first, before anything is staged: some may be
+        // links to staged files, whose change time their removal moves.
+        transaction::sweep(&self.root, &record)?;
+        if target.is_some_and(|t| t > record.to) {
+            return Ok(self.supersede(record, "a newer release supersedes it"));
+        }
         self.observer.event(Event::Warning(format!(
             "finishing the interrupted update to version {}",
             record.to
         )));
-        let old = self.installed_state(record.from, &record.from_bundles)?;
+        match self.finish_journal(&record) {
+            Ok(()) => Ok(Pending::Clear),
+            Err(e @ Error::Locked(_)) => Err(e),
+            Err(e) if target.is_some_and(|t| t != record.to) => {
+                Ok(self.supersede(record, &format!("it cannot be finished: {e}")))
+            }
+            Err(e) => Err(Error::Interrupted {
+                to: record.to,
+                from: record.from,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    fn supersede(&self, record: JournalRecord, why: &str) -> Pending {
+        self.observer.event(Event::Warning(format!(
+            "the interrupted update to version {} is abandoned ({why}); installing from the actual state of the root",
+            record.to
+        )));
+        Pending::Superseded(record)
+    }
+
+    fn finish_journal(&self, record: &JournalRecord) -> Result<()> {
+        let old = self.old_state(record);
         let mom = self.verified_mom(record.to)?;
         let new = self.resolve(&mom, &record.bundles, false)?;
-        let applied = self.transition(&old, &new, &mom, 0, false)?;
-        Ok(Some(Updated::Done {
-            from: record.from,
-            to: record.to,
-            applied: applied.unwrap_or_default(),
-        }))
+        self.transition(&old, &new, &mom, 0, false, Baseline::Disk)?;
+        Ok(())
+    }
+
+    /// What the root held before the journal's update began, as far as the server still
+    /// knows; without it nothing is deleted, and everything is compared with the disk.
+    fn old_state(&self, record: &JournalRecord) -> Installed {
+        match self.installed_state(record.from, &record.from_bundles) {
+            Ok(old) => old,
+            Err(e) => {
+                self.observer.event(Event::Warning(format!(
+                    "the release the interrupted update started from cannot be read ({e}); files it alone had are not removed"
+                )));
+                Installed {
+                    version: record.from,
+                    bundles: record.from_bundles.clone(),
+                    files: FileSet::default(),
+                }
+            }
+        }
     }
 
     /// What `bundles` at `version` put in the root (nothing for an empty root).
@@ -288,18 +375,32 @@ impl<'o> Client<'o> {
 
     /// `update [-V N] [--download]`: brings the root to `target` (default: latest).
     pub fn update(&self, target: Option<u32>, download_only: bool) -> Result<Updated> {
-        self.recover()?;
-        let current = self.current_version()?;
         let target = match target {
             Some(v) => v,
             None => self.chain.latest()?,
         };
-        if target <= current && !(self.settings.allow_downgrade && target < current) {
+        let pending = self.settle(Some(target))?;
+        let current = self.current_version()?;
+        if matches!(pending, Pending::Clear)
+            && target <= current
+            && !(self.settings.allow_downgrade && target < current)
+        {
+            // The freeze defence holds with nothing to do: a replayed old `latest` must
+            // not pass for "up to date".
+            if self.settings.max_age_days.is_some() {
+                self.verified_mom(target)?;
+            }
             return Ok(Updated::UpToDate { current, target });
         }
         self.info(format!("Updating from version {current} to {target}"));
         let installed = self.installed_bundles()?;
-        let old = self.installed_state(Some(current), &installed)?;
+        let (old, baseline) = match &pending {
+            Pending::Superseded(record) => (self.old_state(record), Baseline::Disk),
+            Pending::Clear => (
+                self.installed_state(Some(current), &installed)?,
+                Baseline::Manifests,
+            ),
+        };
         let new_mom = self.verified_mom(target)?;
         let keep: Vec<String> = installed
             .iter()
@@ -315,7 +416,7 @@ impl<'o> Client<'o> {
             .cloned()
             .collect();
         let new = self.resolve(&new_mom, &keep, false)?;
-        match self.transition(&old, &new, &new_mom, 0, download_only)? {
+        match self.transition(&old, &new, &new_mom, 0, download_only, baseline)? {
             None => Ok(Updated::Downloaded { to: target }),
             Some(applied) => Ok(Updated::Done {
                 from: Some(current),
@@ -327,17 +428,17 @@ impl<'o> Client<'o> {
 
     /// `os-install -V N -B a,b`: installs a release into an empty root.
     pub fn os_install(&self, target: Option<u32>, bundles: &[String]) -> Result<Updated> {
-        self.recover()?;
-        if let Some(v) = version::installed(&self.settings.root)? {
+        let target = match target {
+            Some(v) => v,
+            None => self.chain.latest()?,
+        };
+        let pending = self.settle(Some(target))?;
+        if let (Pending::Clear, Some(v)) = (&pending, version::installed(&self.settings.root)?) {
             return Err(Error::Usage(format!(
                 "{} already holds version {v}; use update",
                 self.settings.root.display()
             )));
         }
-        let target = match target {
-            Some(v) => v,
-            None => self.chain.latest()?,
-        };
         let mom = self.verified_mom(target)?;
         let mut names: Vec<String> = bundles.to_vec();
         if !names.iter().any(|b| b == OS_CORE) {
@@ -353,7 +454,11 @@ impl<'o> Client<'o> {
         ));
         let new = self.resolve(&mom, &names, true)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
-        let applied = self.transition(&Installed::default(), &new, &mom, space, false)?;
+        let (old, baseline) = match &pending {
+            Pending::Superseded(record) => (self.old_state(record), Baseline::Disk),
+            Pending::Clear => (Installed::default(), Baseline::Manifests),
+        };
+        let applied = self.transition(&old, &new, &mom, space, false, baseline)?;
         Ok(Updated::Done {
             from: None,
             to: target,
@@ -363,7 +468,7 @@ impl<'o> Client<'o> {
 
     /// `bundle-add`: installs bundles (and their includes) at the current version.
     pub fn bundle_add(&self, names: &[String]) -> Result<Applied> {
-        self.recover()?;
+        self.settle(None)?;
         let current = self.current_version()?;
         let mom = self.verified_mom(current)?;
         for b in names {
@@ -397,13 +502,13 @@ impl<'o> Client<'o> {
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
         Ok(self
-            .transition(&old, &new, &mom, space, false)?
+            .transition(&old, &new, &mom, space, false, Baseline::Manifests)?
             .unwrap_or_default())
     }
 
     /// `bundle-remove`: removes bundles, keeping files other installed bundles own.
     pub fn bundle_remove(&self, names: &[String]) -> Result<Applied> {
-        self.recover()?;
+        self.settle(None)?;
         let current = self.current_version()?;
         let installed = self.installed_bundles()?;
         for b in names {
@@ -444,7 +549,7 @@ impl<'o> Client<'o> {
             .collect();
         let new = self.resolve(&mom, &keep, false)?;
         Ok(self
-            .transition(&old, &new, &mom, 0, false)?
+            .transition(&old, &new, &mom, 0, false, Baseline::Manifests)?
             .unwrap_or_default())
     }
 
@@ -474,13 +579,19 @@ impl<'o> Client<'o> {
         Ok(all)
     }
 
-    /// `check-update`: the current version and the newest one on the server.
+    /// `check-update`: the current version and the newest one on the server. With
+    /// `--max-age`, the newest MoM must also be fresh, update or not.
     pub fn check_update(&self) -> Result<(u32, u32)> {
-        Ok((self.current_version()?, self.chain.latest()?))
+        let current = self.current_version()?;
+        let latest = self.chain.latest()?;
+        if self.settings.max_age_days.is_some() {
+            self.verified_mom(latest)?;
+        }
+        Ok((current, latest))
     }
 
-    /// Plans, stages and installs the move from `old` to `new`. Returns `None` when only
-    /// downloading. `space` is the free space to require before downloading.
+    /// Plans, validates, stages and installs the move from `old` to `new`. Returns `None`
+    /// when only downloading. `space` is the free space to require before downloading.
     fn transition(
         &self,
         old: &Installed,
@@ -488,34 +599,57 @@ impl<'o> Client<'o> {
         mom: &VerifiedMom,
         space: u64,
         download_only: bool,
+        baseline: Baseline,
     ) -> Result<Option<Applied>> {
         let new_set = FileSet::from_manifests(new);
-        let plan = plan::plan(&old.files, &new_set, &|p| self.root.hash(p))?;
+        let plan = plan::plan(&old.files, &new_set, &|p| self.root.hash(p), baseline)?;
         for kept in &plan.kept {
             self.observer.event(Event::Warning(format!(
                 "{kept} was changed locally; kept as it is"
             )));
         }
-        let staging = self.state.staged()?;
-        fsutil::ensure_space(&staging, space)?;
-        let bound = self.content_bound(new);
-        let staged = self.stage_all(&plan.needed(), &staging, bound)?;
-        if download_only {
-            return Ok(None);
-        }
-        fsutil::ensure_space(
-            &self.settings.root,
-            self.copy_bytes(&plan, &staged, &staging)?,
-        )?;
-        self.install_images(&old.files, &new_set, mom, bound)?;
         let record = JournalRecord {
             from: old.version,
             from_bundles: old.bundles.clone(),
             to: mom.version(),
             bundles: new.iter().map(|m| m.name().to_string()).collect(),
+            temp_dirs: Vec::new(),
         };
-        let applied = self.install_journaled(&record, &plan, &staged)?;
-        Ok(Some(applied))
+        let txn = Transaction::prepare(
+            &self.root,
+            &self.state,
+            self.observer,
+            plan,
+            &new_set,
+            record,
+        )?;
+        let staging = self.state.staged()?;
+        fsutil::ensure_space(&staging, space)?;
+        let bound = self.content_bound(new);
+        let staged = self.stage_all(&txn.needed(), &staging, bound)?;
+        if download_only {
+            return Ok(None);
+        }
+        self.ensure_install_space(&txn, &staged, &staging)?;
+        self.install_images(&old.files, &new_set, mom, bound)?;
+        Ok(Some(txn.apply(&staged)?))
+    }
+
+    /// Checks the root has room for what the transaction copies rather than hard-links.
+    pub fn ensure_install_space(
+        &self,
+        txn: &Transaction,
+        staged: &HashMap<crate::hash::Hash, StagedFile>,
+        staging: &std::path::Path,
+    ) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .map(|m| m.dev())
+                .map_err(|e| Error::io(p, e))
+        };
+        let same_fs = dev(staging)? == dev(&self.settings.root)?;
+        fsutil::ensure_space(&self.settings.root, txn.copy_bytes(staged, same_fs))
     }
 
     /// The bound on one download and its unpacked size: the largest signed content size
@@ -527,48 +661,6 @@ impl<'o> Client<'o> {
             .max()
             .filter(|&s| s > 0)
             .unwrap_or(self.settings.fullfile_cap)
-    }
-
-    /// Installs verified, staged content under the journal: the record first, then the
-    /// plan, the high-water mark and the end of the record; the staging area is emptied
-    /// last. A run killed anywhere in here is finished by the next one.
-    pub fn install_journaled(
-        &self,
-        record: &JournalRecord,
-        plan: &plan::Plan,
-        staged: &HashMap<crate::hash::Hash, StagedFile>,
-    ) -> Result<Applied> {
-        self.state.begin(record)?;
-        let applied = install::apply(&self.root, plan, staged, self.observer)?;
-        self.state.high_water_mark().raise(record.to)?;
-        self.state.finish()?;
-        self.state.clear_staged()?;
-        Ok(applied)
-    }
-
-    /// Bytes the installer will write beyond what it hard-links from the staging area:
-    /// every second use of a staged file, or every use if staging is on another filesystem.
-    fn copy_bytes(
-        &self,
-        plan: &plan::Plan,
-        staged: &HashMap<crate::hash::Hash, StagedFile>,
-        staging: &std::path::Path,
-    ) -> Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let dev = |p: &std::path::Path| {
-            std::fs::metadata(p)
-                .map(|m| m.dev())
-                .map_err(|e| Error::io(p, e))
-        };
-        let same_fs = dev(staging)? == dev(&self.settings.root)?;
-        let mut seen = std::collections::HashSet::new();
-        Ok(plan
-            .files
-            .iter()
-            .filter(|f| !(same_fs && seen.insert(f.hash)))
-            .filter_map(|f| staged.get(&f.hash))
-            .map(|s| s.meta().size)
-            .sum())
     }
 
     /// The checked `[slots]` table, if the config has one.

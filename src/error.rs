@@ -36,6 +36,16 @@ pub enum Error {
     #[error("manifest {name}: {source}")]
     Manifest { name: String, source: ParseError },
 
+    #[error("version {version} cannot be installed: {reason}")]
+    BadRelease { version: u32, reason: String },
+
+    #[error("the interrupted update to version {to} cannot be finished: {source}; to get out, update to another release (`chainup update -V N`) or put back the installed one (`chainup repair`){}", from.map(|v| format!(", version {v}")).unwrap_or_default())]
+    Interrupted {
+        to: u32,
+        from: Option<u32>,
+        source: Box<Error>,
+    },
+
     #[error("Manifest.MoM of version {version}: {reason}")]
     Mom { version: u32, reason: String },
 
@@ -103,13 +113,14 @@ impl Error {
     /// The process exit code for this error (swupd's codes where one fits).
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Interrupted { source, .. } => source.exit_code(),
             Error::RequiredBundle { .. } => 2,
             Error::UnknownBundle(_) => 3,
             Error::Mom { .. } | Error::Policy(_) => 4,
             Error::Locked(_) => 9,
             Error::UnsafePath { .. } => 10,
             Error::NotInstalled(_) => 13,
-            Error::Manifest { .. } => 14,
+            Error::Manifest { .. } | Error::BadRelease { .. } => 14,
             Error::HashMismatch {
                 subject: Subject::Manifest,
                 ..

@@ -14,6 +14,8 @@ pub mod config;
 pub mod diagnose;
 /// The library's error type and exit codes.
 pub mod error;
+/// Named crash points of the write path, for the crash tests.
+pub(crate) mod failpoint;
 /// Atomic writes, free space, directory fsync.
 pub mod fsutil;
 /// The swupd hash of a path or a stream.

@@ -6,9 +6,13 @@ use clap::Parser;
 const EXIT_INVALID_OPTION: i32 = 15;
 
 fn main() {
+    // Reads FAILPOINTS in test builds (src/failpoint.rs); absent from release builds.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
+    raise_open_file_limit();
     let cli = match chainup::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -22,4 +26,15 @@ fn main() {
         }
     };
     std::process::exit(chainup::cli::run(cli));
+}
+
+/// The installer keeps a staged file open from its check to its last placement; a release
+/// with many repeated contents can need more descriptors than the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

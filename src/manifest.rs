@@ -283,6 +283,51 @@ pub fn validate_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A manifest path that passed [`validate_path`]; its constructor is the validation, so
+/// code that holds one (the installer's leaves take nothing else) cannot hold `..`, a
+/// relative path or an empty component.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RootPath(String);
+
+impl RootPath {
+    /// Validates `path` as a manifest path.
+    pub fn new(path: &str) -> Result<RootPath, String> {
+        validate_path(path)?;
+        Ok(RootPath(path.to_string()))
+    }
+
+    /// The path as written in the manifest (`/usr/bin/tool`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The parent directory, `None` for an entry directly under the root.
+    pub fn parent(&self) -> Option<RootPath> {
+        let (dir, _) = self.0.rsplit_once('/')?;
+        (!dir.is_empty()).then(|| RootPath(dir.to_string()))
+    }
+
+    /// True when `self` lies strictly below `dir`.
+    pub fn is_below(&self, dir: &RootPath) -> bool {
+        self.0
+            .strip_prefix(dir.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl fmt::Display for RootPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for RootPath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks a bundle name: it becomes a URL segment and a file name, so it is kept to
 /// `[A-Za-z0-9._+-]`, not starting with `.` or `-`, at most 255 bytes.
 pub fn validate_bundle_name(name: &str) -> Result<(), String> {

@@ -36,9 +36,14 @@ const STATE_PREFIXES: [&str; 11] = [
 ];
 const BOOT_PREFIXES: [&str; 3] = ["/boot/", "/usr/lib/modules/", "/usr/lib/kernel/"];
 
-/// The class of a manifest path.
+/// The class of a manifest path. The state roots are state themselves: `/home` is never
+/// replaced by a symlink or removed, whatever a release says.
 pub fn classify(path: &str) -> PathClass {
-    let under = |prefixes: &[&str]| prefixes.iter().any(|p| path.starts_with(p));
+    let under = |prefixes: &[&str]| {
+        prefixes
+            .iter()
+            .any(|p| path.starts_with(p) || Some(path) == p.strip_suffix('/'))
+    };
     if path.starts_with("/etc/") {
         PathClass::Config
     } else if under(&STATE_PREFIXES) {
@@ -105,6 +110,12 @@ impl FileSet {
         self.images
             .get(&ImageKindKey::from(kind))
             .filter(|e| e.is_present())
+    }
+
+    /// True when some present entry lies below the directory `dir`.
+    pub fn has_present_below(&self, dir: &str) -> bool {
+        let (lo, hi) = (format!("{dir}/"), format!("{dir}0"));
+        self.files.range(lo..hi).any(|(_, e)| e.is_present())
     }
 
     /// Number of paths.
@@ -184,22 +195,37 @@ impl Plan {
     }
 }
 
+/// What the root is taken to hold before a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// What the old manifests list: an entry they did not change is not looked at.
+    Manifests,
+    /// Anything between the old and the new release (an interrupted or superseded
+    /// install): every entry whose disk hash differs from the target is placed.
+    Disk,
+}
+
 /// Compares the installed set with the target set. `disk` gives the hash of a path as it
-/// is now on disk (`None` if missing); it is consulted only for configuration and state
-/// paths, whose local changes are kept.
+/// is now on disk (`None` if missing); it is consulted for configuration and state paths,
+/// whose local changes are kept, and with [`Baseline::Disk`] for every path.
 pub fn plan(
     old: &FileSet,
     new: &FileSet,
     disk: &dyn Fn(&str) -> Result<Option<Hash>>,
+    baseline: Baseline,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     for e in new.entries().filter(|e| e.is_present()) {
         let before = old.get(&e.path).filter(|o| o.is_present());
-        if before.is_some_and(|o| o.hash == e.hash) {
+        if baseline == Baseline::Manifests && before.is_some_and(|o| o.hash == e.hash) {
             continue;
         }
         match classify(&e.path) {
-            PathClass::Normal | PathClass::Boot => plan.add(e),
+            PathClass::Normal | PathClass::Boot => {
+                if baseline == Baseline::Manifests || disk(&e.path)? != Some(e.hash) {
+                    plan.add(e)
+                }
+            }
             PathClass::State => {
                 if disk(&e.path)?.is_none() {
                     plan.add(e);

@@ -34,17 +34,32 @@ pub struct JournalRecord {
     pub to: u32,
     /// The bundles the root will hold.
     pub bundles: Vec<String>,
+    /// The directories the transaction places temporaries in, so that a later run can
+    /// sweep them even when this release can no longer be read.
+    #[serde(default)]
+    pub temp_dirs: Vec<String>,
 }
 
 impl StateDir {
-    /// Opens the state directory, creating it (mode 0700) if needed.
+    /// Opens the state directory for a command that writes, creating it if needed (its
+    /// missing parents 0755, itself 0700). It must be a real directory of the running
+    /// user that nobody else can write to: another user able to swap a staged object or
+    /// the journal would decide what gets installed.
     pub fn open(path: &Path) -> Result<StateDir> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .at(path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .at(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        check_private(path)?;
         Ok(StateDir {
             path: path.to_path_buf(),
         })
@@ -78,10 +93,22 @@ impl StateDir {
         }
     }
 
-    /// Where verified fullfiles wait to be installed, created on demand.
+    /// True when the directory exists (reading commands create nothing).
+    pub fn exists(&self) -> bool {
+        self.path.is_dir()
+    }
+
+    /// Where verified fullfiles wait to be installed, created on demand (0700) and held to
+    /// the same rules as the state directory.
     pub fn staged(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = self.path.join("staged");
-        std::fs::create_dir_all(&dir).at(&dir)?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(dir, e)),
+        }
+        check_private(&dir)?;
         Ok(dir)
     }
 
@@ -136,6 +163,40 @@ impl StateDir {
     }
 }
 
+/// Refuses a state path that is a symlink, is not a directory, belongs to another user
+/// or can be written by group or others.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(path).at(path)?;
+    let me = nix::unistd::geteuid().as_raw();
+    let problem = if md.file_type().is_symlink() {
+        Some("it is a symlink".to_string())
+    } else if !md.is_dir() {
+        Some("it is not a directory".to_string())
+    } else if md.uid() != me {
+        Some(format!(
+            "it belongs to uid {}, not to uid {me} running chainup",
+            md.uid()
+        ))
+    } else if md.mode() & 0o022 != 0 {
+        Some(format!(
+            "mode {:04o} lets others write to it",
+            md.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(Error::UnsafePath {
+            path: path.display().to_string(),
+            reason: format!(
+                "the state directory must be a private directory of the user running chainup: {why}"
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +221,7 @@ mod tests {
             from_bundles: vec!["os-core".into()],
             to: 20,
             bundles: vec!["os-core".into()],
+            temp_dirs: vec!["/usr/bin".into()],
         };
         state.begin(&rec).unwrap();
         assert_eq!(state.journal().unwrap(), Some(rec));

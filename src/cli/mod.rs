@@ -13,7 +13,7 @@ use serde_json::json;
 pub use args::{Cli, Command, Global};
 use output::Output;
 
-use crate::client::{Client, Settings, Updated};
+use crate::client::{Access, Client, Settings, Updated};
 use crate::config::{Config, CONFIG_PATH};
 use crate::install::boot;
 use crate::install::esp::ENTRY_DIR;
@@ -78,7 +78,15 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
                     "signature checks are OFF (--nosigcheck): content is not authenticated; lab use only",
                 );
             }
-            let client = Client::new(settings, out)?;
+            let access = match cmd {
+                Command::OsInstall { .. } => Access::Install,
+                Command::CheckUpdate
+                | Command::BundleList { .. }
+                | Command::Diagnose(_)
+                | Command::Verify { fix: false, .. } => Access::Read,
+                _ => Access::Write,
+            };
+            let client = Client::new(settings, out, access)?;
             run_client(cmd, &client, out)
         }
     }
@@ -152,7 +160,12 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             fix: false,
             check: args,
         } => {
-            let _lock = client.lock()?;
+            // Keeps an update from changing the root under the check; a state directory
+            // that does not exist has no update running and is not created.
+            let _lock = match client.state().exists() {
+                true => Some(client.lock()?),
+                false => None,
+            };
             check::diagnose(client, &args.options(), out)
         }
         Command::Repair(args)

@@ -15,7 +15,7 @@ use super::{scan, Finding, Options, Problem, Report, Scope};
 use crate::chain::StagedFile;
 use crate::client::Client;
 use crate::hash::{Hash, Kind};
-use crate::install::Applied;
+use crate::install::{Applied, Transaction};
 use crate::manifest::{Entry, EntryType};
 use crate::plan::Plan;
 use crate::state::JournalRecord;
@@ -40,12 +40,14 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
             "--images is for diagnose; a broken slot is rewritten by the next update".into(),
         ));
     }
-    client.recover()?;
     // A root whose os-release is gone can still be repaired to the version named by -V.
     let current = match opts.version {
         Some(_) => crate::version::installed(client.root().path())?,
         None => Some(client.current_version()?),
     };
+    // An interrupted update is finished first; one that cannot be is set aside, since
+    // repair puts the root in order from its actual state anyway.
+    client.settle(opts.version.or(current))?;
     if let (Some(now), Some(to)) = (current, opts.version) {
         if now != to && !(opts.force || opts.picky) {
             return Err(Error::Usage(format!(
@@ -62,11 +64,6 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
             unfixed,
         });
     }
-    let staging = client.state().staged()?;
-    let bound = client.content_bound(&scope.manifests);
-    let staged = client.stage_all(&plan.needed(), &staging, bound)?;
-    describe(client, &mut found, &scope, &staged);
-
     // Journaled as `update` is. Interrupted at the same version, the next run's recovery
     // has nothing to move (the next repair checks everything again); to another version
     // (--force), it finishes the move like an interrupted update.
@@ -75,15 +72,31 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
         from_bundles: client.installed_bundles()?,
         to: found.version,
         bundles: scope.installed.clone(),
+        temp_dirs: Vec::new(),
     };
-    let applied = client.install_journaled(&record, &plan, &staged)?;
+    let txn = Transaction::prepare(
+        client.root(),
+        client.state(),
+        client.observer(),
+        plan,
+        &scope.all,
+        record,
+    )?;
+    let staging = client.state().staged()?;
+    let bound = client.content_bound(&scope.manifests);
+    let staged = client.stage_all(&txn.needed(), &staging, bound)?;
+    describe(client, &mut found, &scope, &staged);
+    client.ensure_install_space(&txn, &staged, &staging)?;
+    let placed: Vec<Entry> = txn.placed().cloned().collect();
+    let deletions: Vec<String> = txn.deletions().map(|d| d.to_string()).collect();
+    let applied = txn.apply(&staged)?;
 
     let removed = found
         .problems()
         .filter(|f| matches!(f.problem, Problem::NotDeleted | Problem::Extra))
         .map(|f| (f.path.clone(), f.problem.clone()))
         .collect();
-    unfixed.extend(recheck(client, &plan, &removed));
+    unfixed.extend(recheck(client, &placed, &deletions, &removed));
     Ok(Repaired {
         found,
         applied,
@@ -256,9 +269,13 @@ fn same_content(client: &Client, path: &str, staged: &StagedFile) -> Option<bool
 
 /// What is still wrong after applying `plan`: each placed entry must hash right now and
 /// each removed one must be gone (`removed` tells what it was).
-fn recheck(client: &Client, plan: &Plan, removed: &HashMap<String, Problem>) -> Vec<Finding> {
+fn recheck(
+    client: &Client,
+    placed: &[Entry],
+    deletions: &[String],
+    removed: &HashMap<String, Problem>,
+) -> Vec<Finding> {
     let root = client.root();
-    let placed: Vec<&Entry> = plan.dirs.iter().chain(&plan.files).collect();
     let mut out: Vec<Finding> = placed
         .par_iter()
         .filter_map(|e| {
@@ -281,7 +298,7 @@ fn recheck(client: &Client, plan: &Plan, removed: &HashMap<String, Problem>) -> 
             Some(Finding::new(&e.path, problem, Some(e.etype)))
         })
         .collect();
-    for path in &plan.deletions {
+    for path in deletions {
         if let Ok(Some(st)) = root.lstat(path) {
             let problem = removed.get(path).cloned().unwrap_or(Problem::NotDeleted);
             let mut f = Finding::new(path, problem, None);

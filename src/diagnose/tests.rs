@@ -69,7 +69,7 @@ fn each_kind_of_damage_is_told_apart() {
         deleted("/usr/gone"),
         deleted("/usr/lib/x/deleted-behind-link"),
     ];
-    let root = TargetRoot::open(d).unwrap();
+    let root = TargetRoot::open(d, crate::install::Create::Never).unwrap();
     assert!(run(&root, &entries, false).is_empty());
 
     std::fs::write(d.join("usr/old"), b"still here").unwrap();

@@ -1,11 +1,12 @@
-//! Installing verified content: files into the root (stage + rename), and A/B images.
+//! Installing verified content: files into the root through one transaction, and A/B
+//! images.
 
 pub mod boot;
 pub mod esp;
-pub mod files;
 pub mod image;
 pub mod root;
 pub mod slot_io;
+pub mod transaction;
 
-pub use files::{apply, Applied};
-pub use root::TargetRoot;
+pub use root::{Create, TargetRoot};
+pub use transaction::{Applied, Transaction};

@@ -15,7 +15,11 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::fcntl::readlinkat;
 
+use std::os::fd::AsRawFd;
+
+use crate::chain::StagedFile;
 use crate::hash::{Hash, Hasher, Kind, Meta};
+use crate::manifest::RootPath;
 use crate::{Error, Result};
 
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -23,8 +27,15 @@ const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
 
-/// Prefix of the temporary names files are placed under before the atomic rename.
-pub const NEW_PREFIX: &str = ".chainup-new.";
+/// Prefix of the temporary names files are placed under before the atomic rename. The
+/// newline puts them in a name space no manifest path can reach (paths with a newline
+/// are refused by the parser), so a release can never name, or collide with, one.
+pub const TEMP_PREFIX: &str = ".chainup\n";
+
+/// The temporary name of the `slot`-th entry a transaction places.
+pub fn temp_name(slot: usize) -> String {
+    format!("{TEMP_PREFIX}{slot}")
+}
 
 /// An open handle on the target root directory.
 pub struct TargetRoot {
@@ -38,17 +49,53 @@ pub struct Parent<'a> {
     pub name: &'a str,
 }
 
-impl Parent<'_> {
-    /// The temporary name a new version of this entry is placed under.
-    pub fn new_name(&self) -> String {
-        format!("{NEW_PREFIX}{}", self.name)
-    }
+/// Whether opening a root may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// os-install: a missing root directory is made (its parents 0755, itself 0755).
+    IfMissing,
+    /// Every other command: the root must exist.
+    Never,
 }
 
 impl TargetRoot {
-    /// Opens (creating if needed) the root directory.
-    pub fn open(path: &Path) -> Result<TargetRoot> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    /// Opens the root directory. A root given as a symlink is refused (the walk below it
+    /// never follows one, and the root must not be the one exception).
+    pub fn open(path: &Path, create: Create) -> Result<TargetRoot> {
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.file_type().is_symlink() => {
+                let to = std::fs::read_link(path).unwrap_or_default();
+                return Err(Error::UnsafePath {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "the root is a symlink (to {}); give the real directory",
+                        to.display()
+                    ),
+                });
+            }
+            Ok(md) if !md.is_dir() => {
+                return Err(Error::UnsafePath {
+                    path: path.display().to_string(),
+                    reason: "the root is not a directory".into(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create == Create::IfMissing => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(path)
+                    .map_err(|e| Error::io(path, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Usage(format!(
+                    "the root {} does not exist",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
         let fd = nix::fcntl::open(path, DIR_FLAGS, Mode::empty())
             .map_err(|e| Error::io(path, e.into()))?;
         Ok(TargetRoot {
@@ -82,7 +129,14 @@ impl TargetRoot {
     /// `Ok(None)` if a parent is missing, and with an unsafe-path error if one is a symlink
     /// or not a directory.
     pub fn parent<'p>(&self, path: &'p str) -> Result<Option<Parent<'p>>> {
-        let rel = path.trim_start_matches('/');
+        // The walk refuses what a validated path cannot hold, whoever calls it: a relative
+        // path, an empty, `.` or `..` component.
+        let Some(rel) = path.strip_prefix('/') else {
+            return Err(self.unsafe_path(path, "not an absolute path"));
+        };
+        if rel.split('/').any(|c| matches!(c, "" | "." | "..")) {
+            return Err(self.unsafe_path(path, "an empty, `.` or `..` component"));
+        }
         let (dirs, name) = match rel.rsplit_once('/') {
             Some((dirs, name)) => (Some(dirs), name),
             None => (None, rel),
@@ -189,13 +243,14 @@ impl TargetRoot {
     }
 
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its
-    /// owner and mode to `meta`. Whatever else is in the way is removed first.
-    pub fn make_dir(&self, path: &str, meta: &Meta) -> Result<()> {
+    /// owner and mode to `meta`. A file or symlink in the way is removed first (a release
+    /// that turns a file into a directory); a directory in the way is kept.
+    pub(crate) fn make_dir(&self, path: &RootPath, meta: &Meta) -> Result<()> {
         let parent = self.require_parent(path)?;
         match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if is_dir(&st) => {}
-            Ok(st) => {
-                self.remove_at(&parent, path, &st)?;
+            Ok(_) => {
+                self.unlink(&parent, path)?;
                 self.mkdir_at(&parent, path)?;
             }
             Err(Errno::ENOENT) => self.mkdir_at(&parent, path)?,
@@ -221,20 +276,31 @@ impl TargetRoot {
             .ok_or_else(|| self.unsafe_path(path, "its parent directory does not exist"))
     }
 
-    /// Places a verified staged object at the temporary name beside `path`, ready for
-    /// [`TargetRoot::commit`]. Files are hard-linked from the staging area when `link` is
-    /// set and the filesystems allow, else copied.
-    pub fn place(&self, path: &str, staged: &Path, meta: &Meta, link: bool) -> Result<()> {
+    /// Places a verified staged object under the temporary name `temp_name(slot)` beside
+    /// `path`, ready for [`TargetRoot::commit`]. A file is taken from `opened`, the
+    /// descriptor [`StagedFile::open_verified`] checked (opened here when `None`):
+    /// hard-linked when `link` is set and the filesystems allow, else copied.
+    pub(crate) fn place(
+        &self,
+        path: &RootPath,
+        slot: usize,
+        staged: &StagedFile,
+        opened: Option<&File>,
+        link: bool,
+    ) -> Result<()> {
         let parent = self.require_parent(path)?;
-        let tmp = parent.new_name();
+        let tmp = temp_name(slot);
         match unlinkat(parent.fd.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(self.errno(path, e)),
         }
+        let meta = staged.meta();
         match meta.kind {
             Kind::Symlink => {
-                let target = std::fs::read_link(staged).map_err(|e| Error::io(staged, e))?;
-                symlinkat(&target, parent.fd.as_fd(), tmp.as_str())
+                let target = staged.link_target().ok_or_else(|| {
+                    self.unsafe_path(path, "the staged symlink has no verified target")
+                })?;
+                symlinkat(target, parent.fd.as_fd(), tmp.as_str())
                     .map_err(|e| self.errno(path, e))?;
                 fchownat(
                     parent.fd.as_fd(),
@@ -246,53 +312,67 @@ impl TargetRoot {
                 .map_err(|e| self.errno(path, e))
             }
             Kind::File => {
+                let own;
+                let src = match opened {
+                    Some(f) => f,
+                    None => {
+                        own = staged.open_verified()?;
+                        &own
+                    }
+                };
                 if link {
+                    // Links the inode behind the checked descriptor, whatever its name is now.
+                    let proc = format!("/proc/self/fd/{}", src.as_raw_fd());
                     let linked = linkat(
                         nix::fcntl::AT_FDCWD,
-                        staged,
+                        proc.as_str(),
                         parent.fd.as_fd(),
                         tmp.as_str(),
-                        AtFlags::empty(),
+                        AtFlags::AT_SYMLINK_FOLLOW,
                     );
                     match linked {
                         Ok(()) => return Ok(()),
-                        Err(Errno::EXDEV) | Err(Errno::EPERM) | Err(Errno::EMLINK) => {}
+                        Err(Errno::EXDEV | Errno::EPERM | Errno::EMLINK | Errno::ENOENT) => {}
                         Err(e) => return Err(self.errno(path, e)),
                     }
                 }
-                self.copy_file(&parent, path, staged, meta)
+                self.copy_file(&parent, path, tmp.as_str(), src, meta)
             }
             Kind::Dir => Err(self.unsafe_path(path, "a directory cannot be placed as a file")),
         }
     }
 
-    fn copy_file(&self, parent: &Parent, path: &str, staged: &Path, meta: &Meta) -> Result<()> {
-        let tmp = parent.new_name();
+    fn copy_file(
+        &self,
+        parent: &Parent,
+        path: &str,
+        tmp: &str,
+        mut src: &File,
+        meta: &Meta,
+    ) -> Result<()> {
+        use std::io::Seek;
+        // The descriptor may serve several paths with the same content.
+        src.rewind()
+            .map_err(|e| Error::io(self.host_path(path), e))?;
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(
             parent.fd.as_fd(),
-            tmp.as_str(),
+            tmp,
             flags,
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| self.errno(path, e))?;
         let mut out = File::from(fd);
-        let mut src = File::open(staged).map_err(|e| Error::io(staged, e))?;
         std::io::copy(&mut src, &mut out).map_err(|e| Error::io(self.host_path(path), e))?;
         apply_owner_mode(&out, meta).map_err(|e| self.errno(path, e))
     }
 
-    /// Atomically renames the placed temporary over `path`. A directory in the way is
-    /// removed first (its tracked contents are deleted by the plan; anything else with it).
-    pub fn commit(&self, path: &str) -> Result<()> {
+    /// Atomically renames the temporary placed for `slot` over `path`. The transaction
+    /// has cleared a directory out of the way first; one still there fails the rename.
+    pub(crate) fn commit(&self, path: &RootPath, slot: usize) -> Result<()> {
         let parent = self.require_parent(path)?;
-        if let Ok(st) = fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            if is_dir(&st) {
-                self.remove_at(&parent, path, &st)?;
-            }
-        }
-        let tmp = parent.new_name();
+        let tmp = temp_name(slot);
         renameat(
             parent.fd.as_fd(),
             tmp.as_str(),
@@ -309,9 +389,14 @@ impl TargetRoot {
         }
     }
 
+    /// What is at `path` now: `None` when missing, else whether it is a directory.
+    pub fn is_dir(&self, path: &str) -> Result<Option<bool>> {
+        Ok(self.lstat(path)?.map(|st| is_dir(&st)))
+    }
+
     /// Removes `path` if present. A directory is removed only when empty; a non-empty one
-    /// is left in place and reported with `Ok(false)`.
-    pub fn remove(&self, path: &str) -> Result<bool> {
+    /// is left in place and reported with `Ok(false)`. Nothing is removed recursively.
+    pub(crate) fn remove(&self, path: &RootPath) -> Result<bool> {
         let parent = match self.parent(path) {
             Ok(Some(parent)) => parent,
             Ok(None) => return Ok(true),
@@ -329,32 +414,98 @@ impl TargetRoot {
                     Err(e) => Err(self.errno(path, e)),
                 }
             }
-            Ok(st) => self.remove_at(&parent, path, &st).map(|()| true),
+            Ok(_) => self.unlink(&parent, path).map(|()| true),
             Err(Errno::ENOENT) => Ok(true),
             Err(e) => Err(self.errno(path, e)),
         }
     }
 
-    /// Removes whatever is at the parent's name; directories recursively (without following
-    /// symlinks, which std's remove_dir_all guarantees), after a rename out of the way.
-    fn remove_at(&self, parent: &Parent, path: &str, st: &FileStat) -> Result<()> {
-        if !is_dir(st) {
-            return match unlinkat(parent.fd.as_fd(), parent.name, UnlinkatFlags::NoRemoveDir) {
-                Ok(()) | Err(Errno::ENOENT) => Ok(()),
-                Err(e) => Err(self.errno(path, e)),
-            };
+    fn unlink(&self, parent: &Parent, path: &str) -> Result<()> {
+        match unlinkat(parent.fd.as_fd(), parent.name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(self.errno(path, e)),
         }
-        let aside = format!(".chainup-old.{}", parent.name);
-        renameat(
-            parent.fd.as_fd(),
-            parent.name,
-            parent.fd.as_fd(),
-            aside.as_str(),
-        )
-        .map_err(|e| self.errno(path, e))?;
-        // The renamed directory sits beside `path`, whose parents were just walked safely.
-        let host = self.host_path(path).with_file_name(&aside);
-        std::fs::remove_dir_all(&host).map_err(|e| Error::io(host, e))
+    }
+
+    /// Moves the directory at `path` to `to` (whose parent exists), never removing
+    /// anything. `Ok(false)` when the two are on different filesystems.
+    pub(crate) fn move_dir(&self, path: &RootPath, to: &RootPath) -> Result<bool> {
+        let from = self.require_parent(path)?;
+        let dest = self.require_parent(to)?;
+        match renameat(from.fd.as_fd(), from.name, dest.fd.as_fd(), dest.name) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXDEV) => Ok(false),
+            Err(e) => Err(self.errno(path, e)),
+        }
+    }
+
+    /// Renames the directory at `path` to a free name beside it (`<name>.chainup-saved-<tag>`,
+    /// then `.1`, `.2`...), for when it cannot move to another directory; returns the name.
+    pub(crate) fn save_beside(&self, path: &RootPath, tag: &str) -> Result<RootPath> {
+        let parent = self.require_parent(path)?;
+        for n in 0..1000 {
+            let name = match n {
+                0 => format!("{}.chainup-saved-{tag}", parent.name),
+                n => format!("{}.chainup-saved-{tag}.{n}", parent.name),
+            };
+            match fstatat(
+                parent.fd.as_fd(),
+                name.as_str(),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(_) => continue,
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(self.errno(path, e)),
+            }
+            renameat(
+                parent.fd.as_fd(),
+                parent.name,
+                parent.fd.as_fd(),
+                name.as_str(),
+            )
+            .map_err(|e| self.errno(path, e))?;
+            let saved = match path.parent() {
+                Some(dir) => format!("{dir}/{name}"),
+                None => format!("/{name}"),
+            };
+            return RootPath::new(&saved).map_err(|reason| self.unsafe_path(path, reason));
+        }
+        Err(self.unsafe_path(path, "no free name to move it aside"))
+    }
+
+    /// Removes the temporaries an installer placed in directory `dir` (`None`: the root
+    /// itself). Their names hold a newline, which no manifest path can, so nothing
+    /// published is ever taken for one. A directory that is gone or unsafe holds none.
+    pub(crate) fn sweep_temps(&self, dir: Option<&RootPath>) -> Result<usize> {
+        let fd = match dir {
+            None => self.fd.try_clone().map_err(|e| Error::io(&self.path, e))?,
+            Some(dir) => match self.parent(dir) {
+                Ok(Some(p)) => match openat(p.fd.as_fd(), p.name, DIR_FLAGS, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(0),
+                    Err(e) => return Err(self.errno(dir, e)),
+                },
+                Ok(None) | Err(Error::UnsafePath { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            },
+        };
+        let label = dir.map_or("/", |d| d.as_str());
+        let mut listing =
+            nix::dir::Dir::from_fd(fd.try_clone().map_err(|e| Error::io(&self.path, e))?)
+                .map_err(|e| self.errno(label, e))?;
+        let names: Vec<std::ffi::CString> = listing
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes().starts_with(TEMP_PREFIX.as_bytes()))
+            .collect();
+        for name in &names {
+            match unlinkat(fd.as_fd(), name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(self.errno(label, e)),
+            }
+        }
+        Ok(names.len())
     }
 
     /// Flushes the root's filesystem to disk.
@@ -404,22 +555,58 @@ fn apply_owner_mode(fd: &impl AsFd, meta: &Meta) -> nix::Result<()> {
 mod tests {
     use super::*;
 
+    fn rp(p: &str) -> RootPath {
+        RootPath::new(p).unwrap()
+    }
+
+    fn me() -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }
+
     #[test]
     fn refuses_symlinked_parent() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("usr")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("usr/lib")).unwrap();
-        let root = TargetRoot::open(dir.path()).unwrap();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
         let err = root.parent("/usr/lib/x").err().unwrap();
         assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
-        let me = Meta::dir(
-            0o755,
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        );
-        assert!(root.make_dir("/usr/lib/x", &me).is_err());
+        let (uid, gid) = me();
+        assert!(root
+            .make_dir(&rp("/usr/lib/x"), &Meta::dir(0o755, uid, gid))
+            .is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_walk_refuses_what_a_root_path_cannot_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        for bad in ["relative", "/a/../b", "/a//b", "/./a"] {
+            assert!(
+                matches!(root.parent(bad), Err(Error::UnsafePath { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_symlinked_or_missing_root_is_refused_and_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let err = TargetRoot::open(&dir.path().join("link"), Create::IfMissing)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let missing = dir.path().join("missing");
+        assert!(TargetRoot::open(&missing, Create::Never).is_err());
+        assert!(!missing.exists());
     }
 
     #[test]
@@ -428,21 +615,33 @@ mod tests {
         let staging = tempfile::tempdir().unwrap();
         let staged = staging.path().join("f");
         std::fs::write(&staged, b"new").unwrap();
-        let (uid, gid) = (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-        );
-        let root = TargetRoot::open(dir.path()).unwrap();
-        root.make_dir("/a", &Meta::dir(0o755, uid, gid)).unwrap();
+        let (uid, gid) = me();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        root.make_dir(&rp("/a"), &Meta::dir(0o755, uid, gid))
+            .unwrap();
         std::fs::write(dir.path().join("a/f"), b"old").unwrap();
-        root.place("/a/f", &staged, &Meta::file(0o640, uid, gid, 3), false)
+        root.place(&rp("/a/f"), 0, &StagedFile::for_test(&staged), None, false)
             .unwrap();
         assert_eq!(std::fs::read(dir.path().join("a/f")).unwrap(), b"old");
-        root.commit("/a/f").unwrap();
+        root.commit(&rp("/a/f"), 0).unwrap();
         assert_eq!(std::fs::read(dir.path().join("a/f")).unwrap(), b"new");
-        assert!(root.remove("/a/f").unwrap());
+        assert!(root.remove(&rp("/a/f")).unwrap());
         assert!(root.lstat("/a/f").unwrap().is_none());
-        assert!(root.remove("/a").unwrap());
+        assert!(root.remove(&rp("/a")).unwrap());
+    }
+
+    #[test]
+    fn a_swapped_staged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("staged");
+        std::fs::write(&staged, b"verified").unwrap();
+        let file = StagedFile::for_test(&staged);
+        std::fs::remove_file(&staged).unwrap();
+        std::fs::write(&staged, b"swapped!").unwrap();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        let err = root.place(&rp("/f"), 0, &file, None, true).err().unwrap();
+        assert!(err.to_string().contains("changed after its hash"), "{err}");
+        assert!(root.lstat("/f").unwrap().is_none());
     }
 
     #[test]
@@ -451,13 +650,22 @@ mod tests {
         let staged = dir.path().join("staged");
         std::fs::write(&staged, b"new").unwrap();
         std::fs::hard_link(&staged, dir.path().join("f")).unwrap();
-        let md = std::fs::metadata(&staged).unwrap();
-        let root = TargetRoot::open(dir.path()).unwrap();
-        root.place("/f", &staged, &Meta::from_metadata(&md), true)
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        root.place(&rp("/f"), 7, &StagedFile::for_test(&staged), None, true)
             .unwrap();
-        root.commit("/f").unwrap();
-        assert!(root.lstat(&format!("/{NEW_PREFIX}f")).unwrap().is_none());
+        root.commit(&rp("/f"), 7).unwrap();
+        assert!(!dir.path().join(temp_name(7)).exists());
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn sweeping_removes_temporaries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(temp_name(3)), b"debris").unwrap();
+        std::fs::write(dir.path().join(".chainup-new.tool"), b"published").unwrap();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        assert_eq!(root.sweep_temps(None).unwrap(), 1);
+        assert!(dir.path().join(".chainup-new.tool").exists());
     }
 
     #[test]
@@ -467,9 +675,9 @@ mod tests {
         std::fs::write(outside.path().join("x"), b"keep").unwrap();
         std::fs::write(dir.path().join("was-a-dir"), b"now a file").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        let root = TargetRoot::open(dir.path()).unwrap();
-        assert!(root.remove("/was-a-dir/inner").unwrap());
-        assert!(root.remove("/link/x").unwrap());
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        assert!(root.remove(&rp("/was-a-dir/inner")).unwrap());
+        assert!(root.remove(&rp("/link/x")).unwrap());
         assert!(outside.path().join("x").exists());
     }
 }

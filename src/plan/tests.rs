@@ -53,7 +53,7 @@ fn changed_new_and_gone_entries() {
         dir,
         file(6, "/usr/new/x"),
     ]);
-    let p = plan(&old, &new, &no_disk).unwrap();
+    let p = plan(&old, &new, &no_disk, Baseline::Manifests).unwrap();
     let paths = |v: &[Entry]| v.iter().map(|e| e.path.clone()).collect::<Vec<_>>();
     assert_eq!(paths(&p.dirs), ["/usr/new"]);
     assert_eq!(paths(&p.files), ["/usr/b", "/usr/new/x"]);
@@ -80,7 +80,7 @@ fn config_edits_are_kept() {
             _ => None,
         })
     };
-    let p = plan(&old, &new, &disk).unwrap();
+    let p = plan(&old, &new, &disk, Baseline::Manifests).unwrap();
     let files: Vec<_> = p.files.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(files, ["/etc/fresh", "/etc/pristine"]);
     assert_eq!(p.kept, ["/etc/edited", "/etc/gone-edited"]);
@@ -92,7 +92,7 @@ fn state_is_created_never_replaced_or_removed() {
     let old = set(vec![file(1, "/var/lib/x"), file(2, "/var/lib/y")]);
     let new = set(vec![file(3, "/var/lib/x"), file(4, "/var/lib/z")]);
     let disk = |p: &str| -> Result<Option<Hash>> { Ok((p == "/var/lib/x").then_some(h(1))) };
-    let p = plan(&old, &new, &disk).unwrap();
+    let p = plan(&old, &new, &disk, Baseline::Manifests).unwrap();
     let files: Vec<_> = p.files.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(files, ["/var/lib/z"]);
     assert!(p.deletions.is_empty());
@@ -125,7 +125,7 @@ fn consolidation_prefers_present_and_plain() {
 #[test]
 fn needed_is_deduplicated_by_hash() {
     let new = set(vec![file(1, "/usr/a"), file(1, "/usr/b")]);
-    let p = plan(&FileSet::default(), &new, &no_disk).unwrap();
+    let p = plan(&FileSet::default(), &new, &no_disk, Baseline::Manifests).unwrap();
     assert_eq!(p.files.len(), 2);
     assert_eq!(p.needed().len(), 1);
 }
