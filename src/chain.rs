@@ -479,7 +479,7 @@ fn remove_any(path: &Path) -> Result<()> {
     result.map_err(|e| Error::io(path, e))
 }
 
-/// Freshness and rollback rules on a verified MoM (SPEC section 3).
+/// Freshness and rollback rules on a verified MoM (docs/trust.md).
 pub struct Freshness {
     /// The highest version ever installed here.
     pub high_water_mark: u32,

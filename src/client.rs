@@ -672,7 +672,7 @@ impl<'o> Client<'o> {
             .transpose()
     }
 
-    /// Writes changed A/B images into the inactive slot (SPEC section 6). This runs after
+    /// Writes changed A/B images into the inactive slot (docs/ab.md). This runs after
     /// the files are staged and before any of them is installed: a failed or corrupt image
     /// leaves the root at its old version, and the journal begins only once the images are
     /// in, so recovering from it never redoes them. Only a move of the root to another

@@ -1,4 +1,4 @@
-//! `chainup hashdump` against the known values of SPEC section 2, on real files.
+//! `chainup hashdump` against the known values of docs/formats.md, on real files.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

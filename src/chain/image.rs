@@ -32,7 +32,7 @@ pub const IMAGE_BUF: usize = 4 << 20;
 pub const BLOCK_ALIGN: usize = 4096;
 const BLOCK: usize = 512;
 
-/// The metadata an image payload is hashed with (SPEC section 2): a regular file, 0644,
+/// The metadata an image payload is hashed with (docs/formats.md): a regular file, 0644,
 /// root:root, whatever the tar header says about mode and owner.
 fn image_meta(size: u64) -> Meta {
     Meta::file(0o644, 0, 0, size)

@@ -121,7 +121,7 @@ pub enum MarkGood {
     AlreadyGood(String),
 }
 
-/// Drops the boot counter of the running slot's entry (SPEC section 6, step 5).
+/// Drops the boot counter of the running slot's entry (docs/ab.md, step 5).
 pub fn mark_good(slots: &Slots, state: &StateDir, root_version: Option<u32>) -> Result<MarkGood> {
     let active = slots.active()?;
     let record = SlotRecord::load(state)?;

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 
 /// Prefix of binaries being copied; anything under it at start is a crash's leftover.
 pub const TMP_PREFIX: &str = ".chainup-tmp.";
-/// Tries systemd-boot gives a new entry before falling back (SPEC section 6).
+/// Tries systemd-boot gives a new entry before falling back (docs/ab.md).
 pub const INITIAL_TRIES: u32 = 3;
 /// Where unified kernel images live on the ESP.
 pub const ENTRY_DIR: &str = "EFI/Linux";

@@ -1,4 +1,4 @@
-//! The A/B image install of SPEC section 6, as an explicit state machine (updog style):
+//! The A/B image install of docs/ab.md, as an explicit state machine (updog style):
 //!
 //! 1. `Fits`: the core image (its size read from the fullfile's tar header) fits the
 //!    inactive slot, which is open for writing: nothing has been touched yet;

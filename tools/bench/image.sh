@@ -1,5 +1,5 @@
 #!/bin/bash
-# Benchmark of the A/B core image install (SPEC section 8): `chainup update` streaming a
+# Benchmark of the A/B core image install (docs/ab.md): `chainup update` streaming a
 # core image from a loopback server into the inactive slot (download, decompress, hash,
 # write, fsync, read back from the device and hash again, EFI binary to the ESP), against
 # `dd bs=4M conv=fsync` copying the same image alone, in the same run. Prints wall times,

@@ -1,4 +1,4 @@
-//! The server layout (SPEC section 2) and atomic writes into it: every file appears under
+//! The server layout (docs/formats.md) and atomic writes into it: every file appears under
 //! its final name complete and synced, or not at all.
 
 use std::fs::{File, Permissions};

@@ -475,7 +475,7 @@ fn owners_and_modes_are_published_as_on_disk() {
         .args(["--version", "10", "--no-sign", "--timestamp", TS]));
     let (_, m) = check_release(&w, 10);
     let e = line(&m["os-core"], "/hello");
-    // Known vector: "hello\n" 0644 1000:201 (SPEC section 2).
+    // Known vector: "hello\n" 0644 1000:201 (docs/formats.md).
     assert_eq!(
         e.hash.to_hex(),
         "53b40563c1162a14d9ce0233a6b346cd0a4cbce54c40affbdf0fc286fd3bfe7b"
