@@ -120,6 +120,8 @@ struct Installed {
     version: Option<u32>,
     bundles: Vec<String>,
     files: FileSet,
+    /// Config files an interrupted install placed, with their hashes.
+    placed: std::collections::BTreeMap<String, crate::hash::Hash>,
 }
 
 /// A client bound to one root, state directory and server.
@@ -320,14 +322,14 @@ impl<'o> Client<'o> {
         let old = self.old_state(record);
         let mom = self.verified_mom(record.to)?;
         let new = self.resolve(&mom, &record.bundles, false)?;
-        self.transition(&old, &new, &mom, 0, false, Baseline::Disk)?;
+        self.transition(&old, &new, &mom, 0, false, true)?;
         Ok(())
     }
 
     /// What the root held before the journal's update began, as far as the server still
     /// knows; without it nothing is deleted, and everything is compared with the disk.
     fn old_state(&self, record: &JournalRecord) -> Installed {
-        match self.installed_state(record.from, &record.from_bundles) {
+        let mut old = match self.installed_state(record.from, &record.from_bundles) {
             Ok(old) => old,
             Err(e) => {
                 self.observer.event(Event::Warning(format!(
@@ -336,10 +338,18 @@ impl<'o> Client<'o> {
                 Installed {
                     version: record.from,
                     bundles: record.from_bundles.clone(),
-                    files: FileSet::default(),
+                    ..Installed::default()
                 }
             }
-        }
+        };
+        // A config file still holding what the interrupted update placed is not an
+        // admin's edit: it is replaced (or removed) like an unmodified one.
+        old.placed = record
+            .config
+            .iter()
+            .filter_map(|(path, hash)| Some((path.clone(), hash.parse().ok()?)))
+            .collect();
+        old
     }
 
     /// What `bundles` at `version` put in the root (nothing for an empty root).
@@ -370,6 +380,7 @@ impl<'o> Client<'o> {
             version,
             bundles: bundles.to_vec(),
             files,
+            ..Installed::default()
         })
     }
 
@@ -395,11 +406,8 @@ impl<'o> Client<'o> {
         self.info(format!("Updating from version {current} to {target}"));
         let installed = self.installed_bundles()?;
         let (old, baseline) = match &pending {
-            Pending::Superseded(record) => (self.old_state(record), Baseline::Disk),
-            Pending::Clear => (
-                self.installed_state(Some(current), &installed)?,
-                Baseline::Manifests,
-            ),
+            Pending::Superseded(record) => (self.old_state(record), true),
+            Pending::Clear => (self.installed_state(Some(current), &installed)?, false),
         };
         let new_mom = self.verified_mom(target)?;
         let keep: Vec<String> = installed
@@ -455,8 +463,8 @@ impl<'o> Client<'o> {
         let new = self.resolve(&mom, &names, true)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
         let (old, baseline) = match &pending {
-            Pending::Superseded(record) => (self.old_state(record), Baseline::Disk),
-            Pending::Clear => (Installed::default(), Baseline::Manifests),
+            Pending::Superseded(record) => (self.old_state(record), true),
+            Pending::Clear => (Installed::default(), false),
         };
         let applied = self.transition(&old, &new, &mom, space, false, baseline)?;
         Ok(Updated::Done {
@@ -496,13 +504,14 @@ impl<'o> Client<'o> {
             version: Some(current),
             bundles: installed.clone(),
             files: FileSet::from_manifests(&old_manifests),
+            ..Installed::default()
         };
         let mut all = installed;
         all.extend(fresh);
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
         Ok(self
-            .transition(&old, &new, &mom, space, false, Baseline::Manifests)?
+            .transition(&old, &new, &mom, space, false, false)?
             .unwrap_or_default())
     }
 
@@ -542,6 +551,7 @@ impl<'o> Client<'o> {
             version: Some(current),
             bundles: installed.clone(),
             files: FileSet::from_manifests(&old_manifests),
+            ..Installed::default()
         };
         let keep: Vec<String> = installed
             .into_iter()
@@ -549,7 +559,7 @@ impl<'o> Client<'o> {
             .collect();
         let new = self.resolve(&mom, &keep, false)?;
         Ok(self
-            .transition(&old, &new, &mom, 0, false, Baseline::Manifests)?
+            .transition(&old, &new, &mom, 0, false, false)?
             .unwrap_or_default())
     }
 
@@ -591,7 +601,8 @@ impl<'o> Client<'o> {
     }
 
     /// Plans, validates, stages and installs the move from `old` to `new`. Returns `None`
-    /// when only downloading. `space` is the free space to require before downloading.
+    /// when only downloading. `space` is the free space to require before downloading;
+    /// `from_disk` plans from the actual state of the root (`Baseline::Disk`).
     fn transition(
         &self,
         old: &Installed,
@@ -599,10 +610,19 @@ impl<'o> Client<'o> {
         mom: &VerifiedMom,
         space: u64,
         download_only: bool,
-        baseline: Baseline,
+        from_disk: bool,
     ) -> Result<Option<Applied>> {
+        let baseline = match from_disk {
+            true => Baseline::Disk(&old.placed),
+            false => Baseline::Manifests,
+        };
         let new_set = FileSet::from_manifests(new);
-        let plan = plan::plan(&old.files, &new_set, &|p| self.root.hash(p), baseline)?;
+        // A path below a file or symlink is not in the root; validation decides about it.
+        let disk = |p: &str| match self.root.hash(p) {
+            Err(Error::UnsafePath { .. }) => Ok(None),
+            found => found,
+        };
+        let plan = plan::plan(&old.files, &new_set, &disk, baseline)?;
         for kept in &plan.kept {
             self.observer.event(Event::Warning(format!(
                 "{kept} was changed locally; kept as it is"
@@ -614,6 +634,7 @@ impl<'o> Client<'o> {
             to: mom.version(),
             bundles: new.iter().map(|m| m.name().to_string()).collect(),
             temp_dirs: Vec::new(),
+            config: Default::default(),
         };
         let txn = Transaction::prepare(
             &self.root,

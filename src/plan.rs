@@ -197,12 +197,24 @@ impl Plan {
 
 /// What the root is taken to hold before a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Baseline {
+pub enum Baseline<'a> {
     /// What the old manifests list: an entry they did not change is not looked at.
     Manifests,
     /// Anything between the old and the new release (an interrupted or superseded
-    /// install): every entry whose disk hash differs from the target is placed.
-    Disk,
+    /// install): every entry whose disk hash differs from the target is placed. The map
+    /// holds the configuration files the interrupted install placed, with their hashes:
+    /// one found with that hash is chainup's, not an admin's edit.
+    Disk(&'a BTreeMap<String, Hash>),
+}
+
+impl Baseline<'_> {
+    /// True when `now`, found at a config path, is what an interrupted install put there.
+    fn placed(&self, path: &str, now: Hash) -> bool {
+        match self {
+            Baseline::Manifests => false,
+            Baseline::Disk(placed) => placed.get(path) == Some(&now),
+        }
+    }
 }
 
 /// Compares the installed set with the target set. `disk` gives the hash of a path as it
@@ -214,15 +226,18 @@ pub fn plan(
     disk: &dyn Fn(&str) -> Result<Option<Hash>>,
     baseline: Baseline,
 ) -> Result<Plan> {
+    let pristine = |path: &str, before: Option<&Entry>, now: Hash| {
+        before.is_some_and(|o| o.hash == now) || baseline.placed(path, now)
+    };
     let mut plan = Plan::default();
     for e in new.entries().filter(|e| e.is_present()) {
         let before = old.get(&e.path).filter(|o| o.is_present());
-        if baseline == Baseline::Manifests && before.is_some_and(|o| o.hash == e.hash) {
+        if matches!(baseline, Baseline::Manifests) && before.is_some_and(|o| o.hash == e.hash) {
             continue;
         }
         match classify(&e.path) {
             PathClass::Normal | PathClass::Boot => {
-                if baseline == Baseline::Manifests || disk(&e.path)? != Some(e.hash) {
+                if matches!(baseline, Baseline::Manifests) || disk(&e.path)? != Some(e.hash) {
                     plan.add(e)
                 }
             }
@@ -234,7 +249,7 @@ pub fn plan(
             PathClass::Config => match disk(&e.path)? {
                 None => plan.add(e),
                 Some(now) if now == e.hash => {}
-                Some(now) if before.is_some_and(|o| o.hash == now) => plan.add(e),
+                Some(now) if pristine(&e.path, before, now) => plan.add(e),
                 Some(_) => plan.kept.push(e.path.clone()),
             },
         }
@@ -250,7 +265,7 @@ pub fn plan(
         match classify(&o.path) {
             PathClass::Normal => plan.deletions.push(o.path.clone()),
             PathClass::Config => match disk(&o.path)? {
-                Some(now) if now == o.hash => plan.deletions.push(o.path.clone()),
+                Some(now) if pristine(&o.path, Some(o), now) => plan.deletions.push(o.path.clone()),
                 Some(_) => plan.kept.push(o.path.clone()),
                 None => {}
             },

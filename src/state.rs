@@ -38,6 +38,10 @@ pub struct JournalRecord {
     /// sweep them even when this release can no longer be read.
     #[serde(default)]
     pub temp_dirs: Vec<String>,
+    /// The configuration files this update places, with the hash it places: found with
+    /// that hash later, a file was put there by chainup, not edited by an admin.
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 impl StateDir {
@@ -222,6 +226,7 @@ mod tests {
             to: 20,
             bundles: vec!["os-core".into()],
             temp_dirs: vec!["/usr/bin".into()],
+            config: [("/etc/a".to_string(), "00".repeat(32))].into(),
         };
         state.begin(&rec).unwrap();
         assert_eq!(state.journal().unwrap(), Some(rec));

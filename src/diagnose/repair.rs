@@ -73,6 +73,7 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
         to: found.version,
         bundles: scope.installed.clone(),
         temp_dirs: Vec::new(),
+        config: Default::default(),
     };
     let txn = Transaction::prepare(
         client.root(),

@@ -17,7 +17,7 @@ use crate::failpoint;
 use crate::hash::{Hash, Meta};
 use crate::install::root::TargetRoot;
 use crate::manifest::{Entry, EntryType, RootPath};
-use crate::plan::{FileSet, Plan};
+use crate::plan::{classify, FileSet, PathClass, Plan};
 use crate::progress::{Event, Observer};
 use crate::state::{JournalRecord, StateDir};
 use crate::{Error, Result};
@@ -183,6 +183,11 @@ impl<'a> Transaction<'a> {
             }
         }
         let mut record = record;
+        record.config = files
+            .iter()
+            .filter(|s| classify(&s.path) == PathClass::Config)
+            .map(|s| (s.path.to_string(), s.entry.hash.to_hex()))
+            .collect();
         record.temp_dirs = files
             .iter()
             .map(|s| {
