@@ -26,8 +26,6 @@ use crate::{hash, Error, Result};
 pub const DEFAULT_CERT: &str = "/usr/share/clear/update-ca/Swupd_Root.pem";
 /// Content format used when neither flag, config nor root names one.
 pub const DEFAULT_FORMAT: u32 = 30;
-/// Cap on one download when no signed content size bounds it (64 GiB).
-const FULLFILE_CAP: u64 = 64 << 30;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -385,7 +383,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
             .unwrap_or(15),
         allow_downgrade: g.allow_downgrade,
         max_age_days: g.max_age.or(config.max_age),
-        fullfile_cap: FULLFILE_CAP,
+        fullfile_cap: crate::limits::FULLFILE,
         slots: config.slots.clone(),
     })
 }

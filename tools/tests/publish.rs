@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 
 use chainup::archive::{decompress, header_meta, read_manifest_tar};
 use chainup::hash::{hash_bytes, hash_path, Hash};
-use chainup::manifest::{Entry, EntryType, Kind, Manifest, Status, MAX_MANIFEST_BYTES};
+use chainup::limits::MANIFEST_TEXT;
+use chainup::manifest::{Entry, EntryType, Kind, Manifest, Status};
 
 const TS: &str = "1700000000";
 
@@ -133,7 +134,7 @@ fn verify_fullfile(path: &Path, expected: &Hash) {
 fn check_release(w: &Path, v: u32) -> (Manifest, BTreeMap<String, Manifest>) {
     let read = |ver: u32, name: &str, kind| {
         let tar = File::open(w.join(format!("{ver}/Manifest.{name}.tar"))).unwrap();
-        let mf = read_manifest_tar(tar, name, MAX_MANIFEST_BYTES).unwrap();
+        let mf = read_manifest_tar(tar, name, name, MANIFEST_TEXT).unwrap();
         let plain = std::fs::read(w.join(format!("{ver}/Manifest.{name}"))).unwrap();
         assert_eq!(
             plain, mf.text,
