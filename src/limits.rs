@@ -54,6 +54,12 @@ pub const XZ_DECODER_MEMORY: u64 = 65 << 20;
 /// (900 KB blocks, under 4 MiB of decoder state) are bounded by their formats.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 26;
 
+/// Most downloads at a time (`-W`, `max-parallel-downloads`): each is a thread with its
+/// own connection, buffers and decoder (up to `XZ_DECODER_MEMORY`), so the count must not
+/// be the server's or a typo's to choose. swupd defaults to 15 and documents no maximum;
+/// 128 keeps even a fast mirror's connections busy.
+pub const MAX_PARALLEL_DOWNLOADS: usize = 128;
+
 /// The most a compressed object of `plain` unpacked bytes may take on the wire: an
 /// incompressible payload grows a little in every format (stored deflate blocks add 5
 /// bytes per 64 KiB), so the download bound allows 1/32 on top of the tar's own slack.
