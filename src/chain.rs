@@ -23,6 +23,11 @@ pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
 
+/// Largest signature file accepted (the caps and their reasons are in `limits`).
+const MAX_SIG_BYTES: u64 = limits::SIGNATURE;
+/// Largest `latest` / `latest_version` file accepted.
+const MAX_VERSION_BYTES: u64 = limits::VERSION_FILE;
+
 /// How signatures are treated.
 pub enum Signatures {
     /// Every MoM and `latest` must carry a valid signature chaining to this store.
@@ -147,18 +152,16 @@ impl Chain {
             Signatures::Verify(store) => {
                 // A signature the server does not have is a failed signature check, not a
                 // mere download problem; an unreachable server stays a connection error.
-                let sig = source
-                    .fetch(sig_rel, limits::SIGNATURE)
-                    .map_err(|e| match e {
-                        Error::Download {
-                            url: sig_url,
-                            reason,
-                        } => Error::Signature {
-                            what: url.to_string(),
-                            reason: format!("cannot fetch its signature {sig_url}: {reason}"),
-                        },
-                        other => other,
-                    })?;
+                let sig = source.fetch(sig_rel, MAX_SIG_BYTES).map_err(|e| match e {
+                    Error::Download {
+                        url: sig_url,
+                        reason,
+                    } => Error::Signature {
+                        what: url.to_string(),
+                        reason: format!("cannot fetch its signature {sig_url}: {reason}"),
+                    },
+                    other => other,
+                })?;
                 store.verify(url, data, &sig)
             }
         }
@@ -176,7 +179,7 @@ impl Chain {
 
     fn signed_version(&self, rel: &str) -> Result<u32> {
         let url = self.versions.url(rel);
-        let text = self.versions.fetch(rel, limits::VERSION_FILE)?;
+        let text = self.versions.fetch(rel, MAX_VERSION_BYTES)?;
         self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
         version::parse_latest(&text, &url)
     }
