@@ -4,7 +4,10 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::hash::{Kind, Meta};
+use crate::limits::{self, describe};
 use crate::{Error, Result};
+
+pub use crate::limits::{compressed_bound, TAR_SLACK};
 
 /// Compression formats a `.tar` from the server may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,17 +36,66 @@ impl Compression {
     }
 }
 
-/// Wraps `reader` in the decompressor its magic bytes call for (or none).
+/// Wraps `reader` in the decompressor its magic bytes call for (or none). Every decoder's
+/// memory is capped (see `limits`): a stream that needs more fails on its first read.
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
     let mut buffered = BufReader::with_capacity(128 * 1024, reader);
     let kind = Compression::detect(buffered.fill_buf()?);
     Ok(match kind {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        Compression::Xz => {
+            // Concatenated streams, as `xz` writes and reads them; the default decoder's
+            // memory limit is unlimited.
+            let stream = xz2::stream::Stream::new_stream_decoder(
+                limits::XZ_DECODER_MEMORY,
+                xz2::stream::CONCATENATED,
+            )
+            .map_err(io::Error::from)?;
+            Box::new(MemoryCapped(xz2::bufread::XzDecoder::new_stream(
+                buffered, stream,
+            )))
+        }
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(buffered)?;
+            decoder.window_log_max(limits::ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(MemoryCapped(decoder))
+        }
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
     })
+}
+
+/// A decoder whose refusal to take more memory than its cap is reported as such, with
+/// the cap, rather than as liblzma's or zstd's terse code.
+struct MemoryCapped<R>(R);
+
+impl<R: Read> Read for MemoryCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let xz_cap = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<xz2::stream::Error>())
+                .is_some_and(|x| matches!(x, xz2::stream::Error::MemLimit));
+            // zstd says "Frame requires too much memory for decoding".
+            let zstd_cap = e.to_string().contains("too much memory");
+            if xz_cap || zstd_cap {
+                let cap = if xz_cap {
+                    limits::XZ_DECODER_MEMORY
+                } else {
+                    1 << limits::ZSTD_WINDOW_LOG_MAX
+                };
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the compressed stream needs more memory to unpack than the decoder's cap of {}",
+                        describe(cap)
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
 }
 
 /// A reader that yields at most `limit` bytes and fails if there are more, so an
@@ -111,16 +163,6 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
-/// Room for tar headers, padding and a small extra entry beyond a bounded payload.
-pub const TAR_SLACK: u64 = 64 * 1024;
-
-/// The most a compressed fullfile of `plain` unpacked bytes may take on the wire: an
-/// incompressible payload grows a little in every format (stored deflate blocks add 5
-/// bytes per 64 KiB), so the download bound allows 1/32 on top of the tar's own slack.
-pub fn compressed_bound(plain: u64) -> u64 {
-    plain.saturating_add(plain / 32).saturating_add(TAR_SLACK)
-}
-
 /// The one file of a manifest tar: its text and the metadata its tar header records,
 /// which is part of the manifest's hash.
 pub struct ManifestFile {
@@ -128,21 +170,59 @@ pub struct ManifestFile {
     pub meta: Meta,
 }
 
-/// Reads `Manifest.<name>` out of a (compressed) manifest tar. The tar may also carry a
-/// `Manifest.MoM.sig` (mixer puts one in the MoM tar); anything else is refused.
-pub fn read_manifest_tar(reader: impl Read, name: &str, limit: u64) -> Result<ManifestFile> {
-    let what = format!("Manifest.{name}.tar");
+/// Reads `Manifest.<name>` into memory out of a (compressed) manifest tar read from
+/// `what` (a URL or path, for messages); its text may be at most `limit` bytes.
+pub fn read_manifest_tar(
+    reader: impl Read,
+    name: &str,
+    what: &str,
+    limit: u64,
+) -> Result<ManifestFile> {
+    let (meta, text) = with_manifest_entry(reader, name, what, limit, |meta, content| {
+        // The size comes from the tar header, already checked against the limit.
+        let mut text = Vec::with_capacity(meta.size as usize);
+        content
+            .read_to_end(&mut text)
+            .map_err(|e| read_error(what, e))?;
+        Ok(text)
+    })?;
+    Ok(ManifestFile { text, meta })
+}
+
+/// Finds `Manifest.<name>` in a (compressed) manifest tar read from `what` and hands its
+/// metadata and content to `take`, which decides where the text goes. The text may be
+/// at most `limit` bytes and the unpacked tar `limit` plus [`TAR_SLACK`]; past either,
+/// the archive is refused. The tar may also carry a `Manifest.MoM.sig` (mixer puts one in
+/// the MoM tar); anything else is refused.
+pub fn with_manifest_entry<T>(
+    reader: impl Read,
+    name: &str,
+    what: &str,
+    limit: u64,
+    take: impl FnOnce(&Meta, &mut dyn Read) -> Result<T>,
+) -> Result<(Meta, T)> {
     let bad = |reason: String| Error::Archive {
-        what: what.clone(),
+        what: what.to_string(),
         reason,
     };
+    let io = |e: io::Error| read_error(what, e);
     let wanted = format!("Manifest.{name}");
-    let plain = decompress(reader).map_err(|e| bad(e.to_string()))?;
+    let plain = decompress(reader).map_err(io)?;
     // Headers, padding and a signature entry come on top of the manifest text itself.
-    let mut archive = tar::Archive::new(Bounded::new(plain, limit + TAR_SLACK, &what));
+    let unpacked = Bounded::with_error(plain, limit + TAR_SLACK, move |_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "unpacked, it is larger than the cap of {} plus {TAR_SLACK} bytes of tar headers",
+                describe(limit)
+            ),
+        )
+    });
+    let mut archive = tar::Archive::new(unpacked);
+    let mut take = Some(take);
     let mut found = None;
-    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let entry = entry.map_err(|e| bad(e.to_string()))?;
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
         let path = entry.path_bytes().into_owned();
         if path == b"Manifest.MoM.sig" {
             continue;
@@ -153,31 +233,35 @@ pub fn read_manifest_tar(reader: impl Read, name: &str, limit: u64) -> Result<Ma
                 String::from_utf8_lossy(&path)
             )));
         }
-        if found.is_some() {
+        let Some(take) = take.take() else {
             return Err(bad(format!("{wanted} appears twice")));
+        };
+        let meta = header_meta(entry.header()).map_err(io)?;
+        if meta.kind != Kind::File {
+            return Err(bad(format!("{wanted} is not a regular file")));
         }
-        found = Some(read_regular(entry, limit).map_err(|e| bad(e.to_string()))?);
+        if meta.size > limit {
+            return Err(bad(format!(
+                "{wanted} is {} bytes, over the cap of {}",
+                meta.size,
+                describe(limit)
+            )));
+        }
+        found = Some((meta, take(&meta, &mut entry)?));
     }
     found.ok_or_else(|| bad(format!("no {wanted} inside")))
 }
 
-fn read_regular<R: Read>(mut entry: tar::Entry<'_, R>, limit: u64) -> io::Result<ManifestFile> {
-    let meta = header_meta(entry.header())?;
-    if meta.kind != Kind::File {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "manifest entry is not a regular file",
-        ));
+/// The error of a failed read from an archive: the typed error a download carries (too
+/// large, connection lost), or else a bad archive naming `what`.
+pub fn read_error(what: &str, e: io::Error) -> Error {
+    match Error::carried(e) {
+        Ok(typed) => typed,
+        Err(e) => Error::Archive {
+            what: what.to_string(),
+            reason: e.to_string(),
+        },
     }
-    if meta.size > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("manifest is {} bytes, over the bound of {limit}", meta.size),
-        ));
-    }
-    let mut text = Vec::with_capacity(meta.size as usize);
-    entry.read_to_end(&mut text)?;
-    Ok(ManifestFile { text, meta })
 }
 
 /// The hash metadata a tar header records: type, permission bits, numeric owner, size.
@@ -249,7 +333,7 @@ mod tests {
     #[test]
     fn reads_manifest_and_meta() {
         let tar = manifest_tar(&[("Manifest.os-core", b"MANIFEST\t30\n")]);
-        let m = read_manifest_tar(&tar[..], "os-core", 1 << 20).unwrap();
+        let m = read_manifest_tar(&tar[..], "os-core", "t", 1 << 20).unwrap();
         assert_eq!(m.text, b"MANIFEST\t30\n");
         assert_eq!(m.meta, Meta::file(0o644, 0, 0, 12));
     }
@@ -257,11 +341,11 @@ mod tests {
     #[test]
     fn refuses_strays_and_oversize() {
         let tar = manifest_tar(&[("Manifest.os-core", b"x"), ("evil", b"y")]);
-        assert!(read_manifest_tar(&tar[..], "os-core", 1 << 20).is_err());
+        assert!(read_manifest_tar(&tar[..], "os-core", "t", 1 << 20).is_err());
         let tar = manifest_tar(&[("Manifest.os-core", &[b'x'; 100])]);
-        assert!(read_manifest_tar(&tar[..], "os-core", 99).is_err());
+        assert!(read_manifest_tar(&tar[..], "os-core", "t", 99).is_err());
         let tar = manifest_tar(&[("Manifest.other", b"x")]);
-        assert!(read_manifest_tar(&tar[..], "os-core", 1 << 20).is_err());
+        assert!(read_manifest_tar(&tar[..], "os-core", "t", 1 << 20).is_err());
     }
 
     #[test]
@@ -271,6 +355,50 @@ mod tests {
         assert_eq!(r.unwrap(), 10);
         let r = Bounded::new(&[1u8; 11][..], 10, "x").read_to_end(&mut Vec::new());
         assert!(r.unwrap_err().to_string().contains("larger than its bound"));
+    }
+
+    fn unpack(data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        decompress(data)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn zstd_windows_over_the_cap_are_refused() {
+        let zstd_with_window = |log: u32| {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+            enc.window_log(log).unwrap();
+            enc.write_all(b"hello").unwrap();
+            enc.finish().unwrap()
+        };
+        assert_eq!(
+            unpack(&zstd_with_window(limits::ZSTD_WINDOW_LOG_MAX)).unwrap(),
+            b"hello"
+        );
+        let err = unpack(&zstd_with_window(limits::ZSTD_WINDOW_LOG_MAX + 1)).unwrap_err();
+        assert!(err.to_string().contains("cap of 67108864 bytes"), "{err}");
+    }
+
+    /// "hello" as xz whose block header declares the dictionary of LZMA2 code `dict`:
+    /// the LZMA2 property byte (after the 12-byte stream header) patched, its CRC32 redone.
+    fn xz_declaring(dict: u8) -> Vec<u8> {
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(b"hello").unwrap();
+        let mut data = xz.finish().unwrap();
+        assert_eq!(&data[12..16], &[0x02, 0x00, 0x21, 0x01]);
+        data[16] = dict;
+        let mut crc = flate2::Crc::new();
+        crc.update(&data[12..20]);
+        data[20..24].copy_from_slice(&crc.sum().to_le_bytes());
+        data
+    }
+
+    #[test]
+    fn xz_over_the_memory_cap_is_refused() {
+        // 64 MiB, as `xz -9` declares, is the most the presets make, and decodes.
+        assert_eq!(unpack(&xz_declaring(28)).unwrap(), b"hello");
+        let err = unpack(&xz_declaring(30)).unwrap_err();
+        assert!(err.to_string().contains("cap of 68157440 bytes"), "{err}");
     }
 
     #[test]

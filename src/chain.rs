@@ -3,7 +3,7 @@
 //! installer accepts only those types, so unverified bytes cannot reach the target.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::{self, Bounded, TAR_SLACK};
 use crate::error::Subject;
 use crate::hash::{self, Hash, Hasher, Kind, Meta};
+use crate::limits;
 use crate::manifest::{self, Entry, EntryType, Manifest};
 use crate::signature::TrustStore;
 use crate::source::{download_error, Source};
@@ -22,10 +23,10 @@ pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
 
-/// Largest signature file accepted.
-const MAX_SIG_BYTES: u64 = 1 << 20;
+/// Largest signature file accepted (the caps and their reasons are in `limits`).
+const MAX_SIG_BYTES: u64 = limits::SIGNATURE;
 /// Largest `latest` / `latest_version` file accepted.
-const MAX_VERSION_BYTES: u64 = 4096;
+const MAX_VERSION_BYTES: u64 = limits::VERSION_FILE;
 
 /// How signatures are treated.
 pub enum Signatures {
@@ -244,8 +245,10 @@ impl Chain {
     pub fn mom(&self, version: u32) -> Result<VerifiedMom> {
         let rel = format!("{version}/Manifest.MoM.tar");
         let url = self.content.url(&rel);
-        let tar = self.content.fetch(&rel, manifest::MAX_MANIFEST_BYTES)?;
-        let file = archive::read_manifest_tar(&tar[..], "MoM", manifest::MAX_MANIFEST_BYTES)?;
+        // Streamed, so the compressed tar is never held whole; the text is, for the
+        // signature check, within its cap.
+        let download = self.content.open(&rel, limits::MOM_DOWNLOAD)?;
+        let file = archive::read_manifest_tar(download, "MoM", &url, limits::MOM_TEXT)?;
         let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
         self.check_signature(
             &mom_url,
@@ -278,23 +281,13 @@ impl Chain {
             .ok_or_else(|| Error::UnknownBundle(bundle.to_string()))?;
         let rel = format!("{}/Manifest.{bundle}.tar", line.version);
         let url = self.content.url(&rel);
-        let tar = self.content.fetch(&rel, manifest::MAX_MANIFEST_BYTES)?;
-        let file = archive::read_manifest_tar(&tar[..], bundle, manifest::MAX_MANIFEST_BYTES)?;
-        let actual = hash::hash_bytes(&file.meta, &file.text);
-        if actual != line.hash {
-            return Err(Error::HashMismatch {
-                subject: Subject::Manifest,
-                what: url,
-                expected: line.hash,
-                actual,
-            });
-        }
-        let manifest = Manifest::parse(&file.text, manifest::Kind::Bundle).map_err(|source| {
-            Error::Manifest {
+        let download = self.content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
+        let text = hashed_manifest_text(download, bundle, &url, line.hash)?;
+        let manifest =
+            Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
                 name: url.clone(),
                 source,
-            }
-        })?;
+            })?;
         if manifest.header.version != line.version {
             return Err(Error::Mom {
                 version: mom.version(),
@@ -399,6 +392,59 @@ impl Chain {
 fn identity(md: &std::fs::Metadata) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
     (md.dev(), md.ino(), md.ctime(), md.ctime_nsec())
+}
+
+/// The text of a bundle manifest whose swupd hash (text plus the metadata its tar
+/// records) equals `expected`. Until that is known the text is unverified, so it is
+/// unpacked through the hash into an unnamed temporary file rather than into memory: a
+/// bomb costs at most `limits::MANIFEST_TEXT` of temporary disk and a decoder's memory.
+/// Only verified text is read back.
+fn hashed_manifest_text(
+    download: impl Read,
+    bundle: &str,
+    url: &str,
+    expected: Hash,
+) -> Result<Vec<u8>> {
+    let spool_dir = std::env::temp_dir();
+    let mut spool = tempfile::tempfile().map_err(|e| Error::io(&spool_dir, e))?;
+    let (meta, actual) = archive::with_manifest_entry(
+        download,
+        bundle,
+        url,
+        limits::MANIFEST_TEXT,
+        |meta, content| {
+            let mut hasher = Hasher::new(meta, &[]);
+            let mut buf = vec![0u8; hash::READ_BUF];
+            loop {
+                let n = match content.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(archive::read_error(url, e)),
+                };
+                hasher.update(&buf[..n]);
+                spool
+                    .write_all(&buf[..n])
+                    .map_err(|e| Error::io(&spool_dir, e))?;
+            }
+            Ok(hasher.finish())
+        },
+    )?;
+    if actual != expected {
+        return Err(Error::HashMismatch {
+            subject: Subject::Manifest,
+            what: url.to_string(),
+            expected,
+            actual,
+        });
+    }
+    // The tar entry yielded exactly the size its header gave, within the cap.
+    let mut text = Vec::with_capacity(meta.size as usize);
+    spool
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| spool.read_to_end(&mut text))
+        .map_err(|e| Error::io(&spool_dir, e))?;
+    Ok(text)
 }
 
 /// A staged file left by an earlier, interrupted run is used only if it still hashes right.

@@ -138,6 +138,18 @@ impl Error {
         }
     }
 
+    /// The typed error an `io::Error` carries (a reader deep in a stack of readers, such
+    /// as a download under a decompressor, wraps its own error so), or the `io::Error`.
+    pub fn carried(e: io::Error) -> Result<Error, io::Error> {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Err(e);
+        }
+        let inner = e.into_inner().expect("checked to carry an error");
+        Ok(*inner
+            .downcast::<Error>()
+            .expect("checked to be a crate::Error"))
+    }
+
     /// An I/O error at `path`; a full disk or quota becomes [`Error::DiskFull`].
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         match source.raw_os_error() {

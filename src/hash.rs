@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -247,9 +247,15 @@ pub fn hash_reader_buf(
     }
 }
 
+/// True for device nodes, FIFOs and sockets: they hash by their stat record alone (as
+/// swupd's, whose size is 0), since reading one could block or never end (`/dev/zero`).
+fn is_special(ft: std::fs::FileType) -> bool {
+    ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket()
+}
+
 /// The swupd hash of whatever is at `path` (not following a final symlink); a missing
 /// path gives [`Hash::ZERO`]. With `xattrs`, extended attributes enter the key as swupd's
-/// `--enable-xattr` build does.
+/// `--enable-xattr` build does. Device nodes, FIFOs and sockets are never opened.
 pub fn hash_path(path: &Path, xattrs: bool) -> io::Result<Hash> {
     let md = match std::fs::symlink_metadata(path) {
         Ok(md) => md,
@@ -258,6 +264,9 @@ pub fn hash_path(path: &Path, xattrs: bool) -> io::Result<Hash> {
     };
     let blob = if xattrs { xattr_blob(path) } else { Vec::new() };
     let meta = Meta::from_metadata(&md);
+    if is_special(md.file_type()) {
+        return Ok(Hasher::new(&meta, &blob).finish());
+    }
     match meta.kind {
         Kind::Dir => Ok(Hasher::new(&meta, &blob).finish()),
         Kind::Symlink => {
@@ -273,12 +282,17 @@ pub fn hash_path(path: &Path, xattrs: bool) -> io::Result<Hash> {
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(path)?;
-            let meta = Meta::from_metadata(&file.metadata()?);
+            let md = file.metadata()?;
+            let meta = Meta::from_metadata(&md);
             if meta.kind != Kind::File {
                 return hash_path(path, xattrs);
             }
             let mut h = Hasher::new(&meta, &blob);
-            hash_reader(&mut h, &mut file)?;
+            // A special file swapped in since the lstat is opened (O_NONBLOCK keeps a
+            // FIFO from blocking there) but not read.
+            if !is_special(md.file_type()) {
+                hash_reader(&mut h, &mut file)?;
+            }
             Ok(h.finish())
         }
     }

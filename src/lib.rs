@@ -22,6 +22,8 @@ pub mod fsutil;
 pub mod hash;
 /// Installing verified content into the root and the A/B slots.
 pub mod install;
+/// Every cap on downloads, unpacking and decoder memory, with its reason.
+pub mod limits;
 /// Manifest and MoM: parse, serialise, validate paths.
 pub mod manifest;
 /// Old manifests + new manifests -> what to do.

@@ -4,9 +4,8 @@
 use std::fmt::{self, Write as _};
 
 use crate::hash::Hash;
+use crate::limits::MANIFEST_TEXT;
 
-/// Largest uncompressed manifest accepted (bytes); bounds memory for hostile input.
-pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 /// Largest number of body entries accepted (swupd's own sanity limit for filecount).
 pub const MAX_ENTRIES: usize = 4_000_000;
 /// Largest `contentsize:` accepted (2 TB, swupd's sanity limit).
@@ -354,11 +353,8 @@ impl Parser {
     }
 
     fn parse(&self, text: &[u8]) -> Result<Manifest, ParseError> {
-        if text.len() as u64 > MAX_MANIFEST_BYTES {
-            return err(
-                0,
-                format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
-            );
+        if text.len() as u64 > MANIFEST_TEXT {
+            return err(0, format!("manifest is larger than {MANIFEST_TEXT} bytes"));
         }
         let text = match std::str::from_utf8(text) {
             Ok(t) => t,

@@ -604,3 +604,39 @@ fn diagnose_images_checks_the_running_slot_and_its_entry() {
     let out = ab.chainup(&["repair", "--images"]);
     assert_eq!(out.status.code(), Some(15), "{}", text(&out));
 }
+
+#[test]
+fn a_symlinked_esp_is_refused_naming_the_symlink() {
+    let ab = Ab::new();
+    // The configured ESP is a symlink to the real directory.
+    let real = ab.w.dir.path().join("real-esp");
+    std::fs::rename(&ab.esp, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &ab.esp).unwrap();
+    let a_before = std::fs::read(&ab.core_a).unwrap();
+    let b_before = std::fs::read(&ab.core_b).unwrap();
+    let out = ab.chainup(&["update", "-V", "20"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(40), "{t}");
+    assert!(
+        t.contains("symlink") && t.contains(&ab.esp.display().to_string()),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&ab.core_a).unwrap(), a_before);
+    assert_eq!(std::fs::read(&ab.core_b).unwrap(), b_before);
+    assert!(ab.root_version().contains("VERSION_ID=10"));
+    let entries: Vec<_> = std::fs::read_dir(real.join("EFI/Linux"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["clipos-10.efi"]);
+
+    // EFI/Linux inside the ESP as a symlink is refused the same way.
+    std::fs::remove_file(&ab.esp).unwrap();
+    std::fs::create_dir_all(ab.esp.join("EFI")).unwrap();
+    std::os::unix::fs::symlink(real.join("EFI/Linux"), ab.linux()).unwrap();
+    let out = ab.chainup(&["update", "-V", "20"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(40), "{t}");
+    assert!(t.contains("symlink") && t.contains("EFI/Linux"), "{t}");
+    assert!(ab.root_version().contains("VERSION_ID=10"));
+}

@@ -86,3 +86,43 @@ fn info_works_without_a_server_or_trust_store() {
     // Reading state creates none.
     assert!(!dir.path().join("var").exists());
 }
+
+#[test]
+fn max_parallel_downloads_is_capped_at_128_and_at_least_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let url = "file:///nonexistent/chainup-test";
+    for w in ["100000", "129", "0"] {
+        let out = chainup(&["check-update", "-p", root, "-u", url, "-W", w]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(15), "-W {w}: {err}");
+        assert!(
+            err.contains(&format!("--max-parallel-downloads {w}")) && err.contains("at most 128"),
+            "-W {w}: {err}"
+        );
+    }
+    // The limit itself is accepted: the run gets as far as the (missing) server.
+    let out = chainup(&["check-update", "-p", root, "-u", url, "-W", "128"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(15), "{err}");
+    assert!(!err.contains("max-parallel-downloads"), "{err}");
+
+    // The config key is held to the same range, and the message names the file.
+    let cfg = dir.path().join("many.toml");
+    std::fs::write(&cfg, "max-parallel-downloads = 1000\n").unwrap();
+    let out = chainup(&[
+        "check-update",
+        "-p",
+        root,
+        "-u",
+        url,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(15), "{err}");
+    assert!(
+        err.contains("many.toml") && err.contains("1000") && err.contains("at most 128"),
+        "{err}"
+    );
+}

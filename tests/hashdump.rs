@@ -221,3 +221,57 @@ fn streams_a_large_sparse_file() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 64);
 }
+
+/// `hashdump --quiet --no-xattrs FILE`, killed and failed if it runs over 20 seconds.
+fn hashdump_within_20s(file: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainup"))
+        .args(["hashdump", "--quiet", "--no-xattrs"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("hashdump {} did not return within 20 s", file.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The swupd hash of `path`'s stat record alone, no content (as swupd hashes special files).
+fn metadata_hash(path: &Path) -> String {
+    let md = std::fs::symlink_metadata(path).unwrap();
+    let meta = chainup::hash::Meta::from_metadata(&md);
+    chainup::hash::hash_bytes(&meta, b"").to_hex()
+}
+
+#[test]
+fn device_nodes_hash_by_metadata_without_being_read() {
+    let zero = Path::new("/dev/zero");
+    assert_eq!(hashdump_within_20s(zero), metadata_hash(zero));
+}
+
+#[test]
+fn fifos_hash_by_metadata_without_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Held open read-write (which does not block on Linux) with bytes waiting in it: a
+    // hashdump that read the FIFO would consume them, or fail on the empty pipe after.
+    let mut held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    std::io::Write::write_all(&mut held, b"still here").unwrap();
+    assert_eq!(hashdump_within_20s(&fifo), metadata_hash(&fifo));
+    let mut back = [0u8; 10];
+    std::io::Read::read_exact(&mut held, &mut back).unwrap();
+    assert_eq!(&back, b"still here");
+}

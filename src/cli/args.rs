@@ -52,7 +52,7 @@ pub struct Global {
     /// Do not check signatures (lab builds only; hashes are still enforced)
     #[arg(short = 'n', long, global = true)]
     pub nosigcheck: bool,
-    /// Downloads at a time (default 15)
+    /// Downloads at a time (default 15, at most 128)
     #[arg(short = 'W', long, global = true)]
     pub max_parallel_downloads: Option<usize>,
     /// Retries per download (default 3)

@@ -26,8 +26,6 @@ use crate::{hash, Error, Result};
 pub const DEFAULT_CERT: &str = "/usr/share/clear/update-ca/Swupd_Root.pem";
 /// Content format used when neither flag, config nor root names one.
 pub const DEFAULT_FORMAT: u32 = 30;
-/// Cap on one download when no signed content size bounds it (64 GiB).
-const FULLFILE_CAP: u64 = 64 << 30;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -371,6 +369,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
             "--retry-delay {delay} is over 60 seconds"
         )));
     }
+    let max_parallel_downloads = parallel_downloads(g, &config, &root)?;
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
         ca_file: g.cacert.clone().or(config.cacert.clone()),
@@ -392,15 +391,37 @@ pub fn settings(g: &Global) -> Result<Settings> {
         crl_path: g.crlpath.clone().or(config.crlpath.clone()),
         nosigcheck: g.nosigcheck || config.nosigcheck.unwrap_or(false),
         source,
-        max_parallel_downloads: g
-            .max_parallel_downloads
-            .or(config.max_parallel_downloads)
-            .unwrap_or(15),
+        max_parallel_downloads,
         allow_downgrade: g.allow_downgrade,
         max_age_days: g.max_age.or(config.max_age),
-        fullfile_cap: FULLFILE_CAP,
+        fullfile_cap: crate::limits::FULLFILE,
         slots: config.slots.clone(),
     })
+}
+
+/// `-W` over the config's `max-parallel-downloads` over swupd's 15, within 1 to
+/// [`MAX_PARALLEL_DOWNLOADS`](crate::limits::MAX_PARALLEL_DOWNLOADS).
+fn parallel_downloads(g: &Global, config: &Config, root: &Path) -> Result<usize> {
+    let max = crate::limits::MAX_PARALLEL_DOWNLOADS;
+    let check = |n: usize| {
+        if (1..=max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!(
+                "max-parallel-downloads {n} is out of range: at least 1, at most {max}"
+            ))
+        }
+    };
+    if let Some(n) = g.max_parallel_downloads {
+        return check(n).map_err(|reason| Error::Usage(format!("-W/--{reason}")));
+    }
+    match config.max_parallel_downloads {
+        Some(n) => check(n).map_err(|reason| Error::Config {
+            path: g.config.clone().unwrap_or_else(|| root.join(CONFIG_PATH)),
+            reason,
+        }),
+        None => Ok(15),
+    }
 }
 
 /// swupd's per-root format file, if the root has one.

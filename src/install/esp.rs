@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{mkdirat, Mode};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
@@ -90,6 +90,19 @@ pub fn parse_entry(product: &str, name: &str) -> Option<BootEntry> {
     })
 }
 
+/// The error of opening `path` as an ESP directory without following symlinks: a
+/// symlink there (which `O_NOFOLLOW | O_DIRECTORY` reports as "Not a directory") is
+/// named as such.
+fn open_error(path: &Path, e: Errno, is_symlink: impl FnOnce() -> bool) -> Error {
+    if matches!(e, Errno::ENOTDIR | Errno::ELOOP) && is_symlink() {
+        return Error::Slot(format!(
+            "{} is a symlink: the ESP and its {ENTRY_DIR} must be real directories (give the ESP's mount point)",
+            path.display()
+        ));
+    }
+    Error::io(path, e.into())
+}
+
 /// An open handle on `<esp>/EFI/Linux`.
 pub struct Esp {
     dir: OwnedFd,
@@ -110,11 +123,22 @@ impl Esp {
     }
 
     fn open_inner(esp: &Path, product: &str, create: bool) -> Result<Option<Esp>> {
-        let mut fd = nix::fcntl::open(esp, DIR_FLAGS.difference(OFlag::O_NOFOLLOW), Mode::empty())
-            .map_err(|e| Error::io(esp, e.into()))?;
+        // The ESP itself is not followed either: a symlink there could be repointed to
+        // make the boot entries land outside the partition the firmware reads.
+        let mut fd = nix::fcntl::open(esp, DIR_FLAGS, Mode::empty()).map_err(|e| {
+            open_error(esp, e, || {
+                std::fs::symlink_metadata(esp).is_ok_and(|md| md.file_type().is_symlink())
+            })
+        })?;
         let mut path = esp.to_path_buf();
         for comp in ENTRY_DIR.split('/') {
             path.push(comp);
+            let at = |e| {
+                open_error(&path, e, || {
+                    nix::sys::stat::fstatat(fd.as_fd(), comp, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+                })
+            };
             fd = match openat(fd.as_fd(), comp, DIR_FLAGS, Mode::empty()) {
                 Ok(next) => next,
                 Err(Errno::ENOENT) if create => {
@@ -127,7 +151,7 @@ impl Esp {
                         .map_err(|e| Error::io(&path, e.into()))?
                 }
                 Err(Errno::ENOENT) => return Ok(None),
-                Err(e) => return Err(Error::io(&path, e.into())),
+                Err(e) => return Err(at(e)),
             };
         }
         Ok(Some(Esp {

@@ -240,16 +240,10 @@ impl Read for Download {
 /// Turns an io::Error from [`Download::read`] back into the typed error it carries, or
 /// into [`Error::Download`] naming `url`.
 pub fn download_error(url: &str, e: io::Error) -> Error {
-    if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return Error::Download {
-            url: url.to_string(),
-            reason: e.to_string(),
-        };
-    }
-    let typed = e
-        .into_inner()
-        .and_then(|inner| inner.downcast::<Error>().ok());
-    *typed.expect("checked to carry a crate::Error")
+    Error::carried(e).unwrap_or_else(|e| Error::Download {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The stream under a [`Download`]: reopens the object at the current offset after a

@@ -135,6 +135,43 @@ pub fn unchanged(new: &Manifest, old: &Manifest) -> bool {
         && key(new) == key(old)
 }
 
+/// A path that was a directory in the previous release and is something else now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirTypeChange {
+    pub path: String,
+    /// What it became: a file or a symlink.
+    pub now: EntryType,
+}
+
+/// The paths that some bundle of the previous release listed as a directory and some
+/// bundle of this release lists as a file or symlink. Clients must remove the directory
+/// to install the new entry, which fails (or loses local files) when it holds anything no
+/// manifest lists, so the publisher warns about each.
+pub fn dirs_changing_type<'a>(
+    prev: impl IntoIterator<Item = &'a Manifest>,
+    new: impl IntoIterator<Item = &'a Manifest>,
+) -> Vec<DirTypeChange> {
+    let was_dir: HashSet<&str> = prev
+        .into_iter()
+        .flat_map(|m| &m.entries)
+        .filter(|e| e.etype == EntryType::Dir && e.is_present())
+        .map(|e| e.path.as_str())
+        .collect();
+    let mut out: Vec<DirTypeChange> = new
+        .into_iter()
+        .flat_map(|m| &m.entries)
+        .filter(|e| matches!(e.etype, EntryType::File | EntryType::Link) && e.is_present())
+        .filter(|e| was_dir.contains(e.path.as_str()))
+        .map(|e| DirTypeChange {
+            path: e.path.clone(),
+            now: e.etype,
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +205,31 @@ mod tests {
 
     fn line<'a>(m: &'a Manifest, path: &str) -> &'a Entry {
         m.entries.iter().find(|e| e.path == path).unwrap()
+    }
+
+    #[test]
+    fn directories_that_became_files_are_found_across_bundles() {
+        let dir = |path: &str| {
+            let meta = Meta::dir(0o755, 0, 0);
+            Item {
+                etype: EntryType::Dir,
+                hash: hash_bytes(&meta, b""),
+                meta,
+                ..file(path, b"")
+            }
+        };
+        let core10 = bundle_manifest(&REL10, &[dir("/d"), dir("/e")], &[], &[], None);
+        let core20 = bundle_manifest(&REL20, &[dir("/e")], &[], &[], Some(&core10));
+        // /d moved to another bundle, as a file.
+        let editors20 = bundle_manifest(&REL20, &[file("/d", b"d")], &[], &[], None);
+        assert_eq!(
+            dirs_changing_type([&core10], [&core20, &editors20]),
+            [DirTypeChange {
+                path: "/d".into(),
+                now: EntryType::File
+            }]
+        );
+        assert!(dirs_changing_type([&core10], [&core10]).is_empty());
     }
 
     #[test]

@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn manifest_tar_reads_back_with_fixed_meta() {
         let tar = manifest_tar("os-core", b"MANIFEST\t30\n", 99).unwrap();
-        let mf = read_manifest_tar(&tar[..], "os-core", 1 << 20).unwrap();
+        let mf = read_manifest_tar(&tar[..], "os-core", "t", 1 << 20).unwrap();
         assert_eq!(mf.meta, manifest_meta(b"MANIFEST\t30\n"));
         assert_eq!(tar, manifest_tar("os-core", b"MANIFEST\t30\n", 99).unwrap());
     }

@@ -12,6 +12,7 @@ mod webroot;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chainup::manifest::EntryType;
 use clap::{ArgGroup, Parser};
 
 use crate::fullfile::Compression;
@@ -133,6 +134,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     for b in &summary.dropped {
         eprintln!("chainup-publish: warning: bundle {b:?} is no longer defined; it is left out of the Manifest.MoM");
+    }
+    for c in &summary.dir_type_changes {
+        let now = if c.now == EntryType::Link {
+            "a symlink"
+        } else {
+            "a file"
+        };
+        eprintln!(
+            "chainup-publish: warning: {} was a directory in version {} and is {now} in version {}: \
+             clients must remove the directory to install it, and files under it that no manifest lists stand in the way",
+            c.path, summary.previous, summary.version
+        );
     }
     if let Some(note) = &summary.unsigned_note {
         eprint!("{note}");

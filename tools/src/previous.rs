@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use chainup::archive::read_manifest_tar;
 use chainup::hash::hash_bytes;
-use chainup::manifest::{EntryType, Kind, Manifest, MAX_MANIFEST_BYTES};
+use chainup::limits::MANIFEST_TEXT;
+use chainup::manifest::{EntryType, Kind, Manifest};
 use rayon::prelude::*;
 
 use crate::webroot::Layout;
@@ -81,7 +82,7 @@ fn read_manifest(
 ) -> Result<(Manifest, chainup::hash::Hash)> {
     let ctx = || format!("{}", path.display());
     let file = File::open(path).with_context(ctx)?;
-    let mf = read_manifest_tar(file, name, MAX_MANIFEST_BYTES).with_context(ctx)?;
+    let mf = read_manifest_tar(file, name, &ctx(), MANIFEST_TEXT).with_context(ctx)?;
     let manifest = Manifest::parse(&mf.text, kind).with_context(ctx)?;
     if manifest.header.version != version {
         bail!(

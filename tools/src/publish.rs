@@ -45,6 +45,8 @@ pub struct Summary {
     pub bytes_written: u64,
     /// Bundles of the previous release that bundles.toml no longer defines.
     pub dropped: Vec<String>,
+    /// Directories of the previous release that are files or symlinks now.
+    pub dir_type_changes: Vec<diff::DirTypeChange>,
     /// How to sign by hand, with `--no-sign`.
     pub unsigned_note: Option<String>,
 }
@@ -129,6 +131,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
             .filter(|b| !bundles.contains_key(*b))
             .cloned()
             .collect(),
+        dir_type_changes: diff::dirs_changing_type(
+            prev.iter().flat_map(|p| p.bundles.values()),
+            built.values().map(|b| &b.manifest),
+        ),
         ..Summary::default()
     };
     write_fullfiles(opts, &layout, &built, &mut summary)?;

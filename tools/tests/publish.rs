@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 
 use chainup::archive::{decompress, header_meta, read_manifest_tar};
 use chainup::hash::{hash_bytes, hash_path, Hash};
-use chainup::manifest::{Entry, EntryType, Kind, Manifest, Status, MAX_MANIFEST_BYTES};
+use chainup::limits::MANIFEST_TEXT;
+use chainup::manifest::{Entry, EntryType, Kind, Manifest, Status};
 
 const TS: &str = "1700000000";
 
@@ -133,7 +134,7 @@ fn verify_fullfile(path: &Path, expected: &Hash) {
 fn check_release(w: &Path, v: u32) -> (Manifest, BTreeMap<String, Manifest>) {
     let read = |ver: u32, name: &str, kind| {
         let tar = File::open(w.join(format!("{ver}/Manifest.{name}.tar"))).unwrap();
-        let mf = read_manifest_tar(tar, name, MAX_MANIFEST_BYTES).unwrap();
+        let mf = read_manifest_tar(tar, name, name, MANIFEST_TEXT).unwrap();
         let plain = std::fs::read(w.join(format!("{ver}/Manifest.{name}"))).unwrap();
         assert_eq!(
             plain, mf.text,
@@ -557,4 +558,56 @@ fn independent_generator_agrees_with_publisher() {
             assert!(ours == theirs, "{v}/{name} differs");
         }
     }
+}
+
+#[test]
+fn a_directory_turning_into_a_file_or_symlink_is_warned_about() {
+    let t = tempfile::tempdir().unwrap();
+    let b = t.path().join("b.toml");
+    std::fs::write(&b, "[bundles.os-core]\n").unwrap();
+    let w = t.path().join("www");
+    let publish = |v: u32| {
+        let trees = t.path().join(format!("trees{v}"));
+        run(publisher()
+            .arg("--webroot")
+            .arg(&w)
+            .arg("--trees")
+            .arg(&trees)
+            .arg("--bundles")
+            .arg(&b)
+            .args(["--version", &v.to_string(), "--no-sign", "--timestamp", TS]))
+    };
+    let tree = |v: u32| t.path().join(format!("trees{v}/os-core"));
+    for dir in ["usr/share/thing", "usr/lib/other", "usr/lib/kept"] {
+        std::fs::create_dir_all(tree(10).join(dir)).unwrap();
+    }
+    std::fs::write(tree(10).join("usr/share/thing/inside"), "x").unwrap();
+    let quiet = publish(10);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("warning"));
+
+    std::fs::create_dir_all(tree(20).join("usr/lib/kept")).unwrap();
+    std::fs::create_dir_all(tree(20).join("usr/share")).unwrap();
+    std::fs::write(tree(20).join("usr/share/thing"), "now a file\n").unwrap();
+    std::os::unix::fs::symlink("kept", tree(20).join("usr/lib/other")).unwrap();
+    let out = publish(20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = |path: &str, what: &str| {
+        format!("warning: {path} was a directory in version 10 and is {what} in version 20")
+    };
+    assert!(
+        stderr.contains(&warning("/usr/share/thing", "a file")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&warning("/usr/lib/other", "a symlink")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("/usr/lib/kept"), "{stderr}");
+    // A warning, not a refusal: the release is published with the new types.
+    let (_, m) = check_release(&w, 20);
+    assert_eq!(
+        line(&m["os-core"], "/usr/share/thing").etype,
+        EntryType::File
+    );
+    assert_eq!(line(&m["os-core"], "/usr/lib/other").etype, EntryType::Link);
 }
