@@ -390,7 +390,11 @@ impl<'o> Client<'o> {
             Some(v) => v,
             None => self.chain.latest()?,
         };
-        let pending = self.settle(Some(target))?;
+        // Downloading only changes nothing in the root, so it leaves a journal alone.
+        let pending = match download_only {
+            true => Pending::Clear,
+            false => self.settle(Some(target))?,
+        };
         let current = self.current_version()?;
         if matches!(pending, Pending::Clear)
             && target <= current

@@ -489,3 +489,28 @@ fn repair_sets_aside_a_journal_it_cannot_finish() {
     ok(w.chainup(&["diagnose"]));
     assert!(!w.state.join("journal.json").exists());
 }
+
+#[test]
+fn a_failed_install_removes_its_temporaries_and_the_next_run_finishes() {
+    for spec in [
+        "txn::place=2*off->return(error)",
+        "txn::commit=1*off->return(error)",
+    ] {
+        let w = crash_world();
+        let out = w
+            .chainup_cmd(&["update"])
+            .env("FAILPOINTS", spec)
+            .output()
+            .unwrap();
+        exit(&out, 32, &["injected by a failpoint"]);
+        assert!(
+            temporaries(&w.root).is_empty(),
+            "{spec}: {:?}",
+            temporaries(&w.root)
+        );
+        assert!(w.state.join("journal.json").exists(), "{spec}");
+        ok(w.chainup(&["update"]));
+        assert_eq!(root(&w), expected(&w, 20, &["os-core"]), "{spec}");
+        assert!(temporaries(&w.root).is_empty());
+    }
+}

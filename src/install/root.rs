@@ -245,7 +245,7 @@ impl TargetRoot {
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its
     /// owner and mode to `meta`. A file or symlink in the way is removed first (a release
     /// that turns a file into a directory); a directory in the way is kept.
-    pub(crate) fn make_dir(&self, path: &RootPath, meta: &Meta) -> Result<()> {
+    pub(in crate::install) fn make_dir(&self, path: &RootPath, meta: &Meta) -> Result<()> {
         let parent = self.require_parent(path)?;
         match fstatat(parent.fd.as_fd(), parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if is_dir(&st) => {}
@@ -280,7 +280,7 @@ impl TargetRoot {
     /// `path`, ready for [`TargetRoot::commit`]. A file is taken from `opened`, the
     /// descriptor [`StagedFile::open_verified`] checked (opened here when `None`):
     /// hard-linked when `link` is set and the filesystems allow, else copied.
-    pub(crate) fn place(
+    pub(in crate::install) fn place(
         &self,
         path: &RootPath,
         slot: usize,
@@ -370,7 +370,7 @@ impl TargetRoot {
 
     /// Atomically renames the temporary placed for `slot` over `path`. The transaction
     /// has cleared a directory out of the way first; one still there fails the rename.
-    pub(crate) fn commit(&self, path: &RootPath, slot: usize) -> Result<()> {
+    pub(in crate::install) fn commit(&self, path: &RootPath, slot: usize) -> Result<()> {
         let parent = self.require_parent(path)?;
         let tmp = temp_name(slot);
         renameat(
@@ -396,7 +396,7 @@ impl TargetRoot {
 
     /// Removes `path` if present. A directory is removed only when empty; a non-empty one
     /// is left in place and reported with `Ok(false)`. Nothing is removed recursively.
-    pub(crate) fn remove(&self, path: &RootPath) -> Result<bool> {
+    pub(in crate::install) fn remove(&self, path: &RootPath) -> Result<bool> {
         let parent = match self.parent(path) {
             Ok(Some(parent)) => parent,
             Ok(None) => return Ok(true),
@@ -429,7 +429,7 @@ impl TargetRoot {
 
     /// Moves the directory at `path` to `to` (whose parent exists), never removing
     /// anything. `Ok(false)` when the two are on different filesystems.
-    pub(crate) fn move_dir(&self, path: &RootPath, to: &RootPath) -> Result<bool> {
+    pub(in crate::install) fn move_dir(&self, path: &RootPath, to: &RootPath) -> Result<bool> {
         let from = self.require_parent(path)?;
         let dest = self.require_parent(to)?;
         match renameat(from.fd.as_fd(), from.name, dest.fd.as_fd(), dest.name) {
@@ -441,7 +441,7 @@ impl TargetRoot {
 
     /// Renames the directory at `path` to a free name beside it (`<name>.chainup-saved-<tag>`,
     /// then `.1`, `.2`...), for when it cannot move to another directory; returns the name.
-    pub(crate) fn save_beside(&self, path: &RootPath, tag: &str) -> Result<RootPath> {
+    pub(in crate::install) fn save_beside(&self, path: &RootPath, tag: &str) -> Result<RootPath> {
         let parent = self.require_parent(path)?;
         for n in 0..1000 {
             let name = match n {
@@ -476,7 +476,7 @@ impl TargetRoot {
     /// Removes the temporaries an installer placed in directory `dir` (`None`: the root
     /// itself). Their names hold a newline, which no manifest path can, so nothing
     /// published is ever taken for one. A directory that is gone or unsafe holds none.
-    pub(crate) fn sweep_temps(&self, dir: Option<&RootPath>) -> Result<usize> {
+    pub(in crate::install) fn sweep_temps(&self, dir: Option<&RootPath>) -> Result<usize> {
         let fd = match dir {
             None => self.fd.try_clone().map_err(|e| Error::io(&self.path, e))?,
             Some(dir) => match self.parent(dir) {

@@ -262,7 +262,7 @@ impl<'a> Transaction<'a> {
             }
         }
         self.state.begin(&self.record)?;
-        failpoint::point("txn::begin");
+        failpoint::point("txn::begin")?;
         let result = self.apply_journaled(staged);
         if result.is_err() {
             if let Err(e) = sweep(self.root, &self.record) {
@@ -271,9 +271,9 @@ impl<'a> Transaction<'a> {
             return result;
         }
         self.state.high_water_mark().raise(self.record.to)?;
-        failpoint::point("txn::raised");
+        failpoint::point("txn::raised")?;
         self.state.finish()?;
-        failpoint::point("txn::finished");
+        failpoint::point("txn::finished")?;
         self.state.clear_staged()?;
         result
     }
@@ -290,7 +290,7 @@ impl<'a> Transaction<'a> {
             applied.dirs += 1;
             self.advance(0);
         }
-        failpoint::point("txn::dirs");
+        failpoint::point("txn::dirs")?;
 
         // Place everything first, so the renames below are a short run of atomic steps.
         // The first user of a staged inode takes it by hard link; later ones get copies, so
@@ -312,10 +312,10 @@ impl<'a> Transaction<'a> {
             if last_use[&s.entry.hash] == slot {
                 open.remove(&s.entry.hash);
             }
-            failpoint::point("txn::place");
+            failpoint::point("txn::place")?;
         }
         self.root.sync()?;
-        failpoint::point("txn::placed");
+        failpoint::point("txn::placed")?;
 
         let mut deleted: HashSet<RootPath> = HashSet::new();
         let (version_files, others): (Vec<_>, Vec<_>) = self
@@ -330,7 +330,7 @@ impl<'a> Transaction<'a> {
             self.root.commit(&s.path, slot)?;
             applied.files += 1;
             self.advance(get(s).meta().size);
-            failpoint::point("txn::commit");
+            failpoint::point("txn::commit")?;
         }
         for path in &self.deletions {
             if deleted.contains(path) {
@@ -339,7 +339,7 @@ impl<'a> Transaction<'a> {
             self.delete(path, &mut applied)?;
         }
         self.root.sync()?;
-        failpoint::point("txn::deleted");
+        failpoint::point("txn::deleted")?;
         // The version is written last: until this rename the root still reads as the old
         // release, and an interrupted update is finished from the journal.
         for (slot, s) in version_files {
@@ -348,7 +348,7 @@ impl<'a> Transaction<'a> {
             self.advance(get(s).meta().size);
         }
         self.root.sync()?;
-        failpoint::point("txn::version");
+        failpoint::point("txn::version")?;
         self.observer.event(Event::PhaseDone);
         Ok(applied)
     }
