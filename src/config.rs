@@ -25,6 +25,8 @@ pub struct Config {
     pub max_parallel_downloads: Option<usize>,
     pub max_retries: Option<u32>,
     pub retry_delay: Option<u64>,
+    pub min_rate: Option<u64>,
+    pub min_rate_window: Option<u64>,
     pub allow_insecure_http: Option<bool>,
     pub max_age: Option<u64>,
     pub slots: Option<Slots>,

@@ -203,7 +203,7 @@ fn a_decompressor_never_sees_the_break() {
 }
 
 #[test]
-fn ignored_range_after_consumed_bytes_fails_cleanly() {
+fn ignored_range_after_consumed_bytes_restarts_from_byte_0() {
     let data = content(50_000, 5);
     let root = webroot(&[("obj", &data)]);
     let server = Server::new(root.path());
@@ -212,14 +212,33 @@ fn ignored_range_after_consumed_bytes_fails_cleanly() {
     let source = Source::new(&server.url(), &cfg()).unwrap();
     let mut d = source.open("obj", 50_000).unwrap();
     let mut got = Vec::new();
-    let e = d.read_to_end(&mut got).unwrap_err();
-    // What was handed on is exactly the object's first bytes, and nothing else.
-    assert_eq!(got, data[..1000]);
-    assert_eq!(d.bytes_read(), 1000);
+    d.read_to_end(&mut got).unwrap();
+    // One uninterrupted stream: the first 1000 bytes of the second body were dropped.
+    assert_eq!(got, data);
+    assert_eq!(d.bytes_read(), 50_000);
+    assert_eq!(server.log()[1].range(), Some("bytes=1000-"));
+    assert_eq!(server.hits("/obj"), 2);
+}
+
+#[test]
+fn ignored_range_on_an_object_that_changed_size_fails_cleanly() {
+    let data = content(50_000, 5);
+    let root = webroot(&[("obj", &data)]);
+    let server = Server::new(root.path());
+    server.drop_after("/obj", 1000, 1);
+    server.ignore_range("/obj");
+    let source = Source::new(&server.url(), &cfg()).unwrap();
+    let mut d = source.open("obj", 60_000).unwrap();
+    let mut first = vec![0u8; 1000];
+    d.read_exact(&mut first).unwrap();
+    std::fs::write(root.path().join("obj"), content(40_000, 9)).unwrap();
+    let mut rest = Vec::new();
+    let e = d.read_to_end(&mut rest).unwrap_err();
+    assert_eq!(first, data[..1000]);
+    assert!(rest.is_empty());
     let (url, reason) = download_reason(Err::<(), _>(download_error(d.url(), e)));
     assert_eq!(url, format!("{}/obj", server.url()));
-    assert!(reason.contains("ignored the range"), "{reason}");
-    assert_eq!(server.log()[1].range(), Some("bytes=1000-"));
+    assert!(reason.contains("another size"), "{reason}");
 }
 
 #[test]

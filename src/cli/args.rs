@@ -61,6 +61,13 @@ pub struct Global {
     /// Seconds before the first retry, doubling (default 10, at most 60)
     #[arg(short = 'd', long, global = true)]
     pub retry_delay: Option<u64>,
+    /// Abort (and retry) a transfer slower than this many bytes per second over the
+    /// window (default 1, as swupd; e.g. 10240 on fleets with good links)
+    #[arg(long, global = true, value_name = "BYTES_PER_SEC")]
+    pub min_rate: Option<u64>,
+    /// Seconds over which --min-rate is measured (default 120, as swupd)
+    #[arg(long, global = true, value_name = "SECS")]
+    pub min_rate_window: Option<u64>,
     /// Accepted for swupd compatibility
     #[arg(short = 'I', long, global = true)]
     pub ignore_time: bool,

@@ -370,12 +370,27 @@ pub fn settings(g: &Global) -> Result<Settings> {
         )));
     }
     let max_parallel_downloads = parallel_downloads(g, &config, &root)?;
+    let defaults = SourceConfig::default();
+    let min_rate = g
+        .min_rate
+        .or(config.min_rate)
+        .unwrap_or(defaults.min_rate.0);
+    let window = g
+        .min_rate_window
+        .or(config.min_rate_window)
+        .unwrap_or(defaults.min_rate.1.as_secs());
+    if !(1..=3600).contains(&window) {
+        return Err(Error::Usage(format!(
+            "--min-rate-window {window} must be between 1 and 3600 seconds"
+        )));
+    }
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
         ca_file: g.cacert.clone().or(config.cacert.clone()),
         retries,
         retry_delay: Duration::from_secs(delay),
-        ..SourceConfig::default()
+        min_rate: (min_rate, Duration::from_secs(window)),
+        ..defaults
     };
     Ok(Settings {
         state_dir: state_dir(g, &config, &root),

@@ -5,23 +5,46 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
-use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LOCATION, RANGE};
+use reqwest::{StatusCode, Url};
 
 use super::{error_chain, Fault, Opened, SourceConfig, Transport};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
-/// Fetches over HTTP(S); HTTP/2 where the server offers it through ALPN.
+/// Redirects followed for one request, as curl's and reqwest's defaults.
+const MAX_REDIRECTS: usize = 10;
+
+/// Fetches over HTTP(S); HTTP/2 where the server offers it through ALPN. Redirects are
+/// followed here rather than by reqwest, so that the headers identifying the machine go
+/// to the base URL's own origin only.
 pub(super) struct HttpTransport {
     client: Client,
     min_rate: (u64, Duration),
+    /// Sent only to `origin`.
+    identity: HeaderMap,
+    origin: Origin,
+    allow_insecure_http: bool,
+}
+
+/// Scheme, host and port: what a redirect must keep for the identity headers to follow.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin(String, Option<String>, Option<u16>);
+
+impl Origin {
+    fn of(url: &Url) -> Origin {
+        Origin(
+            url.scheme().to_string(),
+            url.host_str().map(str::to_ascii_lowercase),
+            url.port_or_known_default(),
+        )
+    }
 }
 
 impl HttpTransport {
     /// A client for `base_url` configured from `cfg` (trust, timeouts, headers).
     pub(super) fn new(base_url: &str, cfg: &SourceConfig) -> Result<HttpTransport> {
-        reqwest::Url::parse(base_url).map_err(|e| Error::BadUrl {
+        let base = Url::parse(base_url).map_err(|e| Error::BadUrl {
             url: base_url.to_string(),
             reason: e.to_string(),
         })?;
@@ -35,7 +58,7 @@ impl HttpTransport {
         }
         let mut builder = Client::builder()
             .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
             // Without this, an https server could redirect us to plain http.
             .https_only(!cfg.allow_insecure_http)
             .tls_version_min(reqwest::tls::Version::TLS_1_2)
@@ -61,21 +84,66 @@ impl HttpTransport {
         Ok(HttpTransport {
             client,
             min_rate: cfg.min_rate,
+            identity: headers,
+            origin: Origin::of(&base),
+            allow_insecure_http: cfg.allow_insecure_http,
         })
+    }
+
+    /// Sends GET `url` (with `extra` headers), following redirects; the identity headers
+    /// go only to requests on the base URL's origin.
+    fn send(&self, url: &str, extra: &HeaderMap) -> Result<Response, Fault> {
+        let fatal = |reason: String| {
+            Fault::Fatal(Error::Download {
+                url: url.to_string(),
+                reason,
+            })
+        };
+        let mut target = Url::parse(url).map_err(|e| fatal(e.to_string()))?;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self.client.get(target.clone()).headers(extra.clone());
+            if Origin::of(&target) == self.origin {
+                request = request.headers(self.identity.clone());
+            }
+            let response = request.send().map_err(|e| request_fault(url, &e))?;
+            let status = response.status();
+            if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| fatal(format!("HTTP {status} without a Location")))?;
+            let next = target
+                .join(location)
+                .map_err(|e| fatal(format!("redirect to {location:?}: {e}")))?;
+            match next.scheme() {
+                "https" => {}
+                "http" if self.allow_insecure_http => {}
+                s => {
+                    return Err(fatal(format!(
+                        "refused a redirect to a {s}:// URL ({next})"
+                    )))
+                }
+            }
+            target = next;
+        }
+        Err(fatal(format!("more than {MAX_REDIRECTS} redirects")))
     }
 }
 
 impl Transport for HttpTransport {
     fn open(&self, url: &str, from: u64, validator: Option<&str>) -> Result<Opened, Fault> {
-        let mut request = self.client.get(url);
+        let mut extra = HeaderMap::new();
         if from > 0 {
-            request = request.header(RANGE, format!("bytes={from}-"));
+            extra.insert(RANGE, header_value(&format!("bytes={from}-")));
             if let Some(etag) = validator {
                 // The server then answers the range only if the object is still the same.
-                request = request.header(IF_RANGE, etag);
+                extra.insert(IF_RANGE, header_value(etag));
             }
         }
-        let response = request.send().map_err(|e| request_fault(url, &e))?;
+        let response = self.send(url, &extra)?;
         let status = response.status();
         let download = |reason: String| Error::Download {
             url: url.to_string(),
@@ -136,6 +204,11 @@ impl Transport for HttpTransport {
             validator,
         })
     }
+}
+
+fn header_value(v: &str) -> HeaderValue {
+    // Built from numbers or from a header the server sent: always valid.
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Classifies a failed request: an untrusted certificate will be untrusted again; the
@@ -199,8 +272,9 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     consistent.then_some((start, total))
 }
 
-/// A response body that fails when fewer than `min` bytes arrive in a `window`
-/// (curl's low-speed limit), so a trickling server cannot hold an update forever.
+/// A response body that fails when it averages fewer than `min` bytes per second over a
+/// `window` (curl's low-speed limit, as swupd sets it), so a trickling server costs one
+/// window per attempt, not hours.
 struct RateCheck {
     response: Response,
     min: u64,
@@ -239,12 +313,13 @@ impl Read for RateCheck {
         })?;
         self.window_bytes += n as u64;
         if self.window_start.elapsed() >= self.window {
-            if self.window_bytes < self.min && n > 0 {
+            let needed = self.min.saturating_mul(self.window.as_secs().max(1));
+            if self.window_bytes < needed && n > 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "too slow: fewer than {} bytes in {:?}",
-                        self.min, self.window
+                        "too slow: {} bytes in {:?}, under {} bytes/s",
+                        self.window_bytes, self.window, self.min
                     ),
                 ));
             }

@@ -35,16 +35,18 @@ pub struct SourceConfig {
     pub retry_delay: Duration,
     /// Longest wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
-    /// A transfer fails when fewer than `.0` bytes arrived during `.1` (this also bounds
-    /// the wait for response headers).
+    /// A transfer fails (and is retried) when it averages fewer than `.0` bytes per
+    /// second over a window of `.1`; `.1` also bounds the wait for response headers and
+    /// for each read.
     pub min_rate: (u64, Duration),
-    /// Headers sent with every request.
+    /// Headers that identify the machine, sent with every request to the base URL's own
+    /// host (scheme, host and port) and never across a redirect to another.
     pub headers: Vec<(String, String)>,
 }
 
 impl Default for SourceConfig {
     fn default() -> SourceConfig {
-        // swupd's curl settings: 3 retries from 10 s, 30 s connect, < 1 B/s for 120 s.
+        // swupd's curl settings: 3 retries from 10 s, 30 s connect, < 1 B/s over 120 s.
         SourceConfig {
             allow_insecure_http: false,
             ca_file: None,
@@ -153,6 +155,7 @@ impl Source {
             limit,
             body: None,
             pos: 0,
+            skip: 0,
             total: None,
             validator: None,
             failures: 0,
@@ -256,6 +259,9 @@ struct Resume {
     body: Option<Box<dyn Read + Send>>,
     /// Bytes handed on so far: where the next attempt must start.
     pos: u64,
+    /// Bytes of the current body to drop before handing on more: a server that ignored
+    /// the range request sent the object from byte 0 again.
+    skip: u64,
     total: Option<u64>,
     validator: Option<String>,
     /// Failed attempts so far; the budget is per object, across opening and resuming.
@@ -288,20 +294,32 @@ impl Resume {
                 reason,
             })
         };
-        if opened.start != self.pos {
-            // Skipping ahead in a full body would trust that it is the same object; a
-            // consumer that has already read bytes must not get a splice of two objects.
-            return fail(if opened.start == 0 {
-                format!(
-                    "server ignored the range request; cannot resume at byte {}",
+        let mut skip = 0;
+        if opened.start == 0 && self.pos > 0 {
+            // The server ignored the range (plain servers and many mirrors do): the
+            // transfer restarts from byte 0 and the bytes the consumer already has are read
+            // again and dropped. That is the same object only if it has the same size and,
+            // when the first response carried one, the same strong validator; beyond that
+            // the hash the consumer checks at the end decides, as for any download.
+            let same_size = self.total.is_some() && self.total == opened.total;
+            let same_tag = self.validator.is_none() || self.validator == opened.validator;
+            if !(same_size && same_tag) {
+                return fail(format!(
+                    "server ignored the range request and sent {} instead of the same object; cannot resume at byte {}",
+                    if same_size { "another version" } else { "another size" },
                     self.pos
-                )
-            } else {
-                format!(
-                    "server resumed at byte {} instead of {}",
-                    opened.start, self.pos
-                )
-            });
+                ));
+            }
+            log::info!(
+                "{}: server ignored the range request; reading again from byte 0",
+                self.url
+            );
+            skip = self.pos;
+        } else if opened.start != self.pos {
+            return fail(format!(
+                "server resumed at byte {} instead of {}",
+                opened.start, self.pos
+            ));
         }
         if let (Some(before), Some(now)) = (self.total, opened.total) {
             if before != now {
@@ -323,6 +341,7 @@ impl Resume {
             self.validator = opened.validator;
         }
         self.body = Some(opened.body);
+        self.skip = skip;
         Ok(())
     }
 
@@ -380,6 +399,29 @@ impl Read for Resume {
                 self.reopen().map_err(io::Error::other)?;
             }
             let body = self.body.as_mut().expect("opened above");
+            if self.skip > 0 {
+                let mut drop = [0u8; 64 * 1024];
+                let want = drop.len().min(self.skip.min(usize::MAX as u64) as usize);
+                let reason = match body.read(&mut drop[..want]) {
+                    Ok(0) => format!(
+                        "connection closed while reading again up to byte {}",
+                        self.pos
+                    ),
+                    Ok(n) => {
+                        self.skip -= n as u64;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => error_chain(&e),
+                };
+                self.body = None;
+                let e = Error::Download {
+                    url: self.url.clone(),
+                    reason,
+                };
+                self.backoff(e).map_err(io::Error::other)?;
+                continue;
+            }
             let reason = match body.read(buf) {
                 Ok(0) => match self.total {
                     // A body that ends early is a broken connection, not the end.

@@ -1,5 +1,6 @@
 //! A loopback HTTP/1.1 server (plain or TLS) for integration tests: serves a directory,
-//! records every request, and misbehaves on demand, per path prefix.
+//! records every request, and misbehaves on demand, per path prefix, or at random from a
+//! seed ([`Server::chaos`]), so that a failure can be replayed.
 //!
 //! Include with `#[path = "common/server.rs"] mod server;`. std threads only; every
 //! loop is bounded by the stop flag, a deadline or a byte cap, and dropping the
@@ -67,6 +68,70 @@ enum Fault {
     IgnoreRange,
     /// Send the headers and this many body bytes, then nothing.
     Stall(u64),
+    /// Answer 302 to the same path under another base URL (index into `Shared::bases`).
+    Redirect(usize),
+    /// Send the body one byte every this many milliseconds.
+    Drip(u64),
+}
+
+/// What a chaotic server does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chaos {
+    /// Serve it properly.
+    Fine,
+    /// 500 or 503 with an empty body.
+    ServerError(u16),
+    /// Send half of the body, then close the connection.
+    Reset,
+    /// Send a little of the body, then nothing for a while, then close.
+    Stall,
+    /// Announce more bytes than are sent, then close.
+    LongLength,
+    /// Announce and send fewer bytes than the object has.
+    ShortLength,
+    /// Send as many random bytes as the object has.
+    Garbage,
+    /// Answer a Range request with the whole object.
+    IgnoreRange,
+    /// Send the body in small pieces with pauses.
+    SlowDrip,
+}
+
+impl Chaos {
+    const ALL: [Chaos; 8] = [
+        Chaos::ServerError(503),
+        Chaos::Reset,
+        Chaos::Stall,
+        Chaos::LongLength,
+        Chaos::ShortLength,
+        Chaos::Garbage,
+        Chaos::IgnoreRange,
+        Chaos::SlowDrip,
+    ];
+}
+
+/// Seeded randomness for the chaos mode: splitmix64, so no crate is needed.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn mix_str(seed: u64, s: &str) -> u64 {
+    s.bytes().fold(mix(seed), |h, b| mix(h ^ u64::from(b)))
+}
+
+/// The chaos configuration: a seed, the share of requests that misbehave (percent), how
+/// long a stall lasts, and how many requests each path got so far (the decision for a
+/// request depends on the seed, the path and that count, not on thread timing).
+struct ChaosState {
+    seed: u64,
+    percent: u64,
+    stall: Duration,
+    attempts: std::collections::HashMap<String, u64>,
+    /// What was decided, in order: (path, attempt, decision).
+    decisions: Vec<(String, u64, Chaos)>,
 }
 
 /// The parts of the server the test and the connection threads share.
@@ -77,6 +142,11 @@ struct Shared {
     connections: AtomicUsize,
     log: Mutex<Vec<Request>>,
     faults: Mutex<Vec<(String, Fault)>>,
+    chaos: Mutex<Option<ChaosState>>,
+    /// Base URLs redirects may point to.
+    bases: Mutex<Vec<String>>,
+    /// Body bytes sent so far (to compare the cost of two ways of updating).
+    bytes_sent: std::sync::atomic::AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -141,6 +211,9 @@ impl Server {
             connections: AtomicUsize::new(0),
             log: Mutex::default(),
             faults: Mutex::default(),
+            chaos: Mutex::default(),
+            bases: Mutex::default(),
+            bytes_sent: std::sync::atomic::AtomicU64::new(0),
             threads: Mutex::default(),
         });
         let s = Arc::clone(&shared);
@@ -224,9 +297,50 @@ impl Server {
         self.add(prefix, Fault::Stall(bytes));
     }
 
-    /// Removes every fault.
+    /// Requests under `prefix` get a 302 to the same path under `base` (another server).
+    pub fn redirect(&self, prefix: &str, base: &str) {
+        let mut bases = lock(&self.shared.bases);
+        bases.push(base.trim_end_matches('/').to_string());
+        let index = bases.len() - 1;
+        drop(bases);
+        self.add(prefix, Fault::Redirect(index));
+    }
+
+    /// Requests under `prefix` get their body one byte every `every`.
+    pub fn drip(&self, prefix: &str, every: Duration) {
+        self.add(prefix, Fault::Drip(every.as_millis() as u64));
+    }
+
+    /// From now on, `percent` of the requests misbehave in one of the [`Chaos`] ways,
+    /// chosen from `seed`, the path and how often that path was asked for; stalls last
+    /// `stall`. The same seed and the same requests per path give the same faults.
+    pub fn chaos(&self, seed: u64, percent: u64, stall: Duration) {
+        *lock(&self.shared.chaos) = Some(ChaosState {
+            seed,
+            percent,
+            stall,
+            attempts: Default::default(),
+            decisions: Vec::new(),
+        });
+    }
+
+    /// The chaos decisions taken so far that were not [`Chaos::Fine`].
+    pub fn chaos_log(&self) -> Vec<(String, u64, Chaos)> {
+        lock(&self.shared.chaos)
+            .as_ref()
+            .map(|c| c.decisions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Body bytes sent since the server started.
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.bytes_sent.load(Ordering::SeqCst)
+    }
+
+    /// Removes every fault, and the chaos mode.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+        *lock(&self.shared.chaos) = None;
     }
 
     fn add(&self, prefix: &str, fault: Fault) {
@@ -361,6 +475,16 @@ impl Conn<'_> {
         if let Some(Fault::Status(code)) = self.fault(path, |f| matches!(f, Fault::Status(_))) {
             return self.empty(code, keep);
         }
+        if let Some(Fault::Redirect(i)) = self.fault(path, |f| matches!(f, Fault::Redirect(_))) {
+            let base = lock(&self.shared.bases)[i].clone();
+            let extra = format!("Location: {base}{}\r\n", req.path);
+            self.send(&head(302, 0, &extra, keep))?;
+            return Ok(keep);
+        }
+        let chaos = self.decide(path);
+        if let Chaos::ServerError(code) = chaos {
+            return self.empty(code, false);
+        }
         let file = self.shared.root.join(&path[1..]);
         let data = file.is_file().then(|| std::fs::read(&file).ok()).flatten();
         let Some(data) = data else {
@@ -376,9 +500,10 @@ impl Conn<'_> {
             }
             return Ok(false);
         }
-        let ignore_range = self
-            .fault(path, |f| matches!(f, Fault::IgnoreRange))
-            .is_some();
+        let ignore_range = chaos == Chaos::IgnoreRange
+            || self
+                .fault(path, |f| matches!(f, Fault::IgnoreRange))
+                .is_some();
         let len = data.len() as u64;
         let range = req.range().filter(|_| !ignore_range).and_then(parse_range);
         let (status, start, end) = match range {
@@ -395,9 +520,22 @@ impl Conn<'_> {
             206 => format!("Content-Range: bytes {start}-{}/{len}\r\n", end - 1),
             _ => String::new(),
         };
+        if req.method == "GET" && chaos != Chaos::Fine && chaos != Chaos::IgnoreRange {
+            return self.misbehave(chaos, status, body, &extra, path);
+        }
         self.send(&head(status, body.len() as u64, &extra, keep))?;
         if req.method == "HEAD" {
             return Ok(keep);
+        }
+        if let Some(Fault::Drip(ms)) = self.fault(path, |f| matches!(f, Fault::Drip(_))) {
+            for b in body.chunks(1) {
+                if self.stopped() {
+                    break;
+                }
+                self.send(b)?;
+                thread::sleep(Duration::from_millis(ms));
+            }
+            return Ok(false);
         }
         let stall = self.fault(path, |f| matches!(f, Fault::Stall(_)));
         match self.take_drop(path).or(stall) {
@@ -418,6 +556,86 @@ impl Conn<'_> {
                 Ok(keep)
             }
         }
+    }
+
+    /// The chaos decision for this request of `path` ([`Chaos::Fine`] without chaos).
+    fn decide(&self, path: &str) -> Chaos {
+        let mut guard = lock(&self.shared.chaos);
+        let Some(state) = guard.as_mut() else {
+            return Chaos::Fine;
+        };
+        let attempt = state.attempts.entry(path.to_string()).or_insert(0);
+        *attempt += 1;
+        let attempt = *attempt;
+        let roll = mix(mix_str(state.seed, path) ^ attempt);
+        if roll % 100 >= state.percent {
+            return Chaos::Fine;
+        }
+        let pick = Chaos::ALL[(mix(roll) % Chaos::ALL.len() as u64) as usize];
+        let pick = match pick {
+            Chaos::ServerError(_) if roll % 2 == 0 => Chaos::ServerError(500),
+            other => other,
+        };
+        state.decisions.push((path.to_string(), attempt, pick));
+        pick
+    }
+
+    /// Answers one GET the way `chaos` says; the connection is closed after it.
+    fn misbehave(
+        &mut self,
+        chaos: Chaos,
+        status: u16,
+        body: &[u8],
+        extra: &str,
+        path: &str,
+    ) -> io::Result<bool> {
+        let len = body.len() as u64;
+        match chaos {
+            Chaos::LongLength => {
+                self.send(&head(status, len + 4096, extra, false))?;
+                self.send(body)?;
+            }
+            Chaos::ShortLength if status == 200 && len > 1 => {
+                self.send(&head(status, len - 1, extra, false))?;
+                self.send(&body[..body.len() - 1])?;
+            }
+            Chaos::Garbage => {
+                self.send(&head(status, len, extra, false))?;
+                let seed = mix_str(len, path);
+                let junk: Vec<u8> = (0..len).map(|i| mix(seed ^ i) as u8).collect();
+                self.send(&junk)?;
+            }
+            Chaos::Reset => {
+                self.send(&head(status, len, extra, false))?;
+                self.send(&body[..body.len() / 2])?;
+            }
+            Chaos::Stall => {
+                self.send(&head(status, len, extra, false))?;
+                self.send(&body[..body.len() / 4])?;
+                let stall = lock(&self.shared.chaos)
+                    .as_ref()
+                    .map_or(Duration::ZERO, |c| c.stall);
+                let since = Instant::now();
+                while !self.stopped() && since.elapsed() < stall {
+                    thread::sleep(TICK);
+                }
+            }
+            Chaos::SlowDrip => {
+                // Slow at first, then at full speed: small objects drip, big ones finish.
+                self.send(&head(status, len, extra, false))?;
+                let slow = body.len().min(2048);
+                for piece in body[..slow].chunks(128) {
+                    self.send(piece)?;
+                    thread::sleep(Duration::from_millis(15));
+                }
+                self.send(&body[slow..])?;
+            }
+            _ => {
+                self.send(&head(status, len, extra, false))?;
+                self.send(body)?;
+            }
+        }
+        Ok(false)
     }
 
     /// The first fault under a prefix of `path` that `pick` selects.
@@ -458,6 +676,7 @@ impl Conn<'_> {
                 Ok(n) => {
                     data = &data[n..];
                     last = Instant::now();
+                    self.shared.bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
                 }
                 Err(e) if is_timeout(&e) => continue,
                 Err(e) => return Err(e),
@@ -491,6 +710,7 @@ fn head(code: u16, len: u64, extra: &str, keep: bool) -> Vec<u8> {
         206 => "Partial Content",
         400 => "Bad Request",
         403 => "Forbidden",
+        302 => "Found",
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
