@@ -787,6 +787,7 @@ impl<'o> Client<'o> {
                 .par_iter()
                 .map(|e| {
                     let s = self.chain.stage(e, dir, bound)?;
+                    crate::failpoint::point("stage::file")?;
                     self.observer.event(Event::Advance {
                         items: 1,
                         bytes: s.meta().size,

@@ -640,3 +640,72 @@ fn a_symlinked_esp_is_refused_naming_the_symlink() {
     assert!(t.contains("symlink") && t.contains("EFI/Linux"), "{t}");
     assert!(ab.root_version().contains("VERSION_ID=10"));
 }
+
+/// The A/B invariant: every boot entry on the ESP names a version whose image the slot
+/// holding it really has (slot A keeps 10; slot B may hold 20 only once written whole).
+#[track_caller]
+fn every_entry_boots_a_good_image(ab: &Ab, moment: &str) {
+    for (name, data) in ab.entries() {
+        let Some(rest) = name.strip_prefix("clipos-") else {
+            continue;
+        };
+        let Some(rest) = rest.strip_suffix(".efi") else {
+            continue; // a temporary, which systemd-boot does not load
+        };
+        let v: u32 = rest.split('+').next().unwrap().parse().unwrap();
+        assert_eq!(data, efi(v), "{moment}: entry {name} holds another binary");
+        let slot = if v == 10 { &ab.core_a } else { &ab.core_b };
+        assert!(
+            starts_with(slot, &core(v)),
+            "{moment}: entry {name} on the ESP, but its slot does not hold image {v}"
+        );
+    }
+}
+
+#[test]
+fn crash_sweep_over_an_image_update() {
+    let moments = [
+        "stage::file=return",
+        "img::entries-removed=return",
+        "img::invalidated=return",
+        "img::block=return",
+        "img::block=1*off->return",
+        "img::checked=return",
+        "img::written=return",
+        "esp::temporary=return",
+        "img::entry=return",
+        "img::installed=return",
+        "txn::begin=return",
+        "txn::placed=return",
+        "txn::version=return",
+        "txn::finished=return",
+    ];
+    for moment in moments {
+        let ab = Ab::new();
+        let a_before = std::fs::read(&ab.core_a).unwrap();
+        let out = ab
+            .cmd(&["update", "-V", "20"])
+            .env("FAILPOINTS", moment)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{moment}: {}", text(&out));
+        every_entry_boots_a_good_image(&ab, moment);
+        assert_eq!(std::fs::read(&ab.core_a).unwrap(), a_before, "{moment}");
+
+        let out = ok(ab.chainup(&["update", "-V", "20"]));
+        every_entry_boots_a_good_image(&ab, moment);
+        assert!(starts_with(&ab.core_b, &core(20)), "{moment}");
+        assert_eq!(std::fs::read(&ab.core_a).unwrap(), a_before, "{moment}");
+        expect_entries(
+            &ab,
+            &[("clipos-10.efi", efi(10)), ("clipos-20+3.efi", efi(20))],
+        );
+        assert!(
+            ab.root_version().contains("VERSION_ID=20"),
+            "{moment}: {}",
+            text(&out)
+        );
+        ok(ab.chainup(&["diagnose"]));
+    }
+}

@@ -253,6 +253,7 @@ impl Esp {
             return Err(Error::io(&tmp_path, e));
         }
         drop(out);
+        crate::failpoint::point("esp::temporary")?;
         let name = entry_name(&self.product, version, Some(INITIAL_TRIES));
         renameat(
             self.dir.as_fd(),

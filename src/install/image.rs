@@ -25,6 +25,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use crate::chain::{Chain, ImageStream, VerifiedImage};
+use crate::failpoint;
 use crate::hash::Hash;
 use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState};
 use crate::install::esp::Esp;
@@ -247,7 +248,9 @@ impl Install<'_> {
                     }
                 }
                 self.esp.sync()?;
+                failpoint::point("img::entries-removed")?;
                 self.record(SlotState::Invalid)?;
+                failpoint::point("img::invalidated")?;
                 Ok(Step::Unbootable { stream, target })
             }
             Step::Unbootable { stream, target } => {
@@ -259,7 +262,9 @@ impl Install<'_> {
                     target.path.display()
                 ));
                 let image = self.write_and_check(stream, &target)?;
+                failpoint::point("img::checked")?;
                 self.record(SlotState::Written)?;
+                failpoint::point("img::written")?;
                 Ok(Step::Written { image })
             }
             Step::Written { image } => {
@@ -271,7 +276,9 @@ impl Install<'_> {
                     .stage_image(self.p.efiboot, &staging, self.ctx.bound)?;
                 let binary = File::open(efi.path()).map_err(|e| Error::io(efi.path(), e))?;
                 let entry = self.esp.install(binary, self.p.version)?;
+                failpoint::point("img::entry")?;
                 self.record(SlotState::Installed)?;
+                failpoint::point("img::installed")?;
                 self.info(format!(
                     "Slot {} holds version {}; boot entry {entry} added (the running slot {} keeps its entry)",
                     self.inactive, self.p.version, self.active

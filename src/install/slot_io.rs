@@ -179,6 +179,7 @@ impl<'f> SlotWriter<'f> {
 
 impl Write for SlotWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::failpoint::point("img::block").map_err(io::Error::other)?;
         if self.write_direct(buf)? {
             return Ok(buf.len());
         }
