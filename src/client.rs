@@ -120,6 +120,8 @@ struct Installed {
     version: Option<u32>,
     bundles: Vec<String>,
     files: FileSet,
+    /// The signed content size of those bundles, 0 when unknown.
+    contentsize: u64,
     /// Config files an interrupted install placed, with their hashes.
     placed: std::collections::BTreeMap<String, crate::hash::Hash>,
 }
@@ -372,14 +374,16 @@ impl<'o> Client<'o> {
                     })
                     .cloned()
                     .collect();
-                FileSet::from_manifests(&self.resolve(&mom, &known, false)?)
+                let manifests = self.resolve(&mom, &known, false)?;
+                (FileSet::from_manifests(&manifests), total_size(&manifests))
             }
-            None => FileSet::default(),
+            None => (FileSet::default(), 0),
         };
         Ok(Installed {
             version,
             bundles: bundles.to_vec(),
-            files,
+            files: files.0,
+            contentsize: files.1,
             ..Installed::default()
         })
     }
@@ -428,7 +432,10 @@ impl<'o> Client<'o> {
             .cloned()
             .collect();
         let new = self.resolve(&new_mom, &keep, false)?;
-        match self.transition(&old, &new, &new_mom, 0, download_only, baseline)? {
+        // The release can only fit if the disk holds what it grows by; an update that
+        // cannot fit is refused before anything is downloaded.
+        let growth = total_size(&new).saturating_sub(old.contentsize);
+        match self.transition(&old, &new, &new_mom, growth, download_only, baseline)? {
             None => Ok(Updated::Downloaded { to: target }),
             Some(applied) => Ok(Updated::Done {
                 from: Some(current),
@@ -799,6 +806,14 @@ impl<'o> Client<'o> {
         self.observer.event(Event::PhaseDone);
         Ok(staged?.into_iter().map(|s| (s.hash(), s)).collect())
     }
+}
+
+/// The signed content size of `manifests` together.
+fn total_size(manifests: &[VerifiedManifest]) -> u64 {
+    manifests
+        .iter()
+        .map(|m| m.manifest().header.contentsize)
+        .sum()
 }
 
 /// Adds manifests not already in `base` (by name), keeping name order.

@@ -1,0 +1,151 @@
+//! A full disk, for real: the root and the state directory on a size-limited tmpfs (needs
+//! root to mount). An update that cannot fit is refused with exit 25 before anything is
+//! downloaded; one that fills the disk while staging fails cleanly with the root intact;
+//! once space is freed, the update goes through.
+
+#[path = "common/fixture.rs"]
+mod fixture;
+#[path = "common/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fixture::{expected, ok, run, snapshot, text, World};
+
+/// Incompressible bytes, so a fullfile takes as much space staged as it says.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tmpfs of `size` mounted on `dir` for the life of the value.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = run(Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir));
+        out.status.success().then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        ok(run(Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = run(Command::new("umount").arg("-l").arg(&self.0));
+    }
+}
+
+/// The world's client against a root and state directory on the small filesystem.
+fn cmd(w: &World, disk: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(fixture::bin("chainup"));
+    cmd.args(args)
+        .arg("--path")
+        .arg(disk.join("root"))
+        .arg("--statedir")
+        .arg(disk.join("state"))
+        .args(["--url", &w.server.url(), "--allow-insecure-http"])
+        .arg("--certpath")
+        .arg(&w.keys.root)
+        .args(["--max-retries", "1", "--retry-delay", "0", "--no-progress"]);
+    cmd
+}
+
+fn small_disk(w: &World, size: &str) -> Option<Tmpfs> {
+    if !fixture::is_root() {
+        println!("skipping: mounting a size-limited tmpfs needs root");
+        return None;
+    }
+    let disk = Tmpfs::mount(&w.dir.path().join("disk"), size);
+    if disk.is_none() {
+        println!("skipping: cannot mount a tmpfs here");
+    }
+    disk
+}
+
+#[test]
+fn an_update_that_cannot_fit_is_refused_before_downloading() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    w.derive(10, 20);
+    w.file(20, "os-core", "/usr/share/big", &noise(20, 6 << 20), 0o644);
+    ok(w.publish(20, &[]));
+    let Some(disk) = small_disk(&w, "4m") else {
+        return;
+    };
+    ok(run(&mut cmd(&w, &disk.0, &["os-install", "-V", "10"])));
+    let before = snapshot(&disk.0.join("root"), &[]);
+    w.server.clear_log();
+
+    let out = run(&mut cmd(&w, &disk.0, &["update"]));
+    assert_eq!(out.status.code(), Some(25), "{}", text(&out));
+    assert!(
+        text(&out).contains("not enough free space"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot(&disk.0.join("root"), &[]), before);
+    assert_eq!(w.server.hits_matching("/20/files/"), 0, "downloaded anyway");
+
+    disk.resize("32m");
+    ok(run(&mut cmd(&w, &disk.0, &["update"])));
+    assert_eq!(
+        snapshot(&disk.0.join("root"), &["/var/lib/chainup"]),
+        expected(&w, 20, &["os-core"])
+    );
+}
+
+#[test]
+fn a_disk_that_fills_while_staging_leaves_the_root_intact() {
+    let w = World::new();
+    w.sample(10);
+    w.file(10, "os-core", "/usr/share/big", &noise(10, 3 << 20), 0o644);
+    ok(w.publish(10, &[]));
+    // Same size, other bytes: the release does not grow, but staging needs 3 MiB more.
+    w.derive(10, 20);
+    w.file(20, "os-core", "/usr/share/big", &noise(20, 3 << 20), 0o644);
+    ok(w.publish(20, &[]));
+    let Some(disk) = small_disk(&w, "4m") else {
+        return;
+    };
+    ok(run(&mut cmd(&w, &disk.0, &["os-install", "-V", "10"])));
+    let root = disk.0.join("root");
+    let before = snapshot(&root, &[]);
+
+    let out = run(&mut cmd(&w, &disk.0, &["update"]));
+    assert_eq!(out.status.code(), Some(25), "{}", text(&out));
+    assert!(text(&out).contains("full"), "{}", text(&out));
+    assert_eq!(snapshot(&root, &[]), before);
+    assert!(!disk.0.join("state/journal.json").exists());
+    ok(run(&mut cmd(&w, &disk.0, &["diagnose"])));
+
+    disk.resize("32m");
+    ok(run(&mut cmd(&w, &disk.0, &["update"])));
+    assert_eq!(
+        snapshot(&root, &["/var/lib/chainup"]),
+        expected(&w, 20, &["os-core"])
+    );
+    ok(run(&mut cmd(&w, &disk.0, &["diagnose"])));
+}
