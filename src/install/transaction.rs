@@ -96,77 +96,8 @@ impl<'a> Transaction<'a> {
             .map(step)
             .collect::<Result<Vec<_>>>()?;
         let mut disk = DiskView::new(root);
-
-        // The release must be a tree: every present entry hangs below a directory it lists,
-        // or below a real directory of the root that no manifest lists.
-        for e in target.entries().filter(|e| e.is_present()) {
-            let path = RootPath::new(&e.path).map_err(&refuse)?;
-            let Some(parent) = path.parent() else {
-                continue;
-            };
-            match target.get(&parent).filter(|p| p.is_present()) {
-                Some(p) if p.etype == EntryType::Dir => {}
-                Some(p) => {
-                    return Err(refuse(format!(
-                        "it lists {path} below {parent}, which it makes {}",
-                        kind_word(p.etype)
-                    )))
-                }
-                None => match disk.kind(&parent)? {
-                    Some(OnDisk::Dir) => {}
-                    Some(OnDisk::Other) => {
-                        return Err(Error::UnsafePath {
-                            path: root.host_path(&parent).display().to_string(),
-                            reason: format!(
-                                "it is not a directory, and version {version} lists {path} below it"
-                            ),
-                        })
-                    }
-                    None => {
-                        return Err(refuse(format!(
-                            "the parent of {path} is in no manifest and not in the root"
-                        )))
-                    }
-                },
-            }
-        }
-
-        // Every parent of what is placed must be a real directory when its turn comes:
-        // there already, or made by this transaction (a listed one that is missing is
-        // recreated from the manifest, as swupd does).
-        let mut todo: Vec<RootPath> = dirs
-            .keys()
-            .chain(files.iter().map(|s| &s.path))
-            .cloned()
-            .collect();
-        let mut checked: HashSet<RootPath> = HashSet::new();
-        while let Some(path) = todo.pop() {
-            let Some(parent) = path.parent() else {
-                continue;
-            };
-            if dirs.contains_key(&parent) || !checked.insert(parent.clone()) {
-                continue;
-            }
-            match disk.kind(&parent)? {
-                Some(OnDisk::Dir) => {}
-                None => {
-                    // Listed (the tree check above), so it can be made.
-                    if let Some(e) = target.get(&parent).filter(|p| p.is_present()) {
-                        let s = step(e.clone())?;
-                        dirs.insert(parent.clone(), s);
-                        todo.push(parent);
-                    }
-                }
-                Some(OnDisk::Other) => {
-                    return Err(Error::UnsafePath {
-                        path: root.host_path(&parent).display().to_string(),
-                        reason: format!(
-                            "it is a symlink or a file, and version {version} installs {path} below it (`chainup repair` puts the directory back)"
-                        ),
-                    })
-                }
-            }
-        }
+        check_tree(target, &mut disk, version)?;
+        check_parents(target, &mut disk, version, &mut dirs, &files, &step)?;
 
         let mut replaced_dirs = BTreeSet::new();
         for s in &files {
@@ -437,6 +368,91 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// The release must be a tree: every present entry hangs below a directory it lists, or
+/// below a real directory of the root that no manifest lists.
+fn check_tree(target: &FileSet, disk: &mut DiskView, version: u32) -> Result<()> {
+    let refuse = |reason: String| Error::BadRelease { version, reason };
+    for e in target.entries().filter(|e| e.is_present()) {
+        let path = RootPath::new(&e.path).map_err(refuse)?;
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        match target.get(&parent).filter(|p| p.is_present()) {
+            Some(p) if p.etype == EntryType::Dir => {}
+            Some(p) => {
+                return Err(refuse(format!(
+                    "it lists {path} below {parent}, which it makes {}",
+                    kind_word(p.etype)
+                )))
+            }
+            None => {
+                match disk.kind(&parent)? {
+                    Some(OnDisk::Dir) => {}
+                    Some(OnDisk::Other) => return Err(disk.unsafe_path(
+                        &parent,
+                        format!(
+                            "it is not a directory, and version {version} lists {path} below it"
+                        ),
+                    )),
+                    None => {
+                        return Err(refuse(format!(
+                            "the parent of {path} is in no manifest and not in the root"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every parent of what is placed must be a real directory when its turn comes: there
+/// already, or made by this transaction. A listed parent that is missing (deleted
+/// locally) is added to `dirs`, as swupd recreates it; one that the root has as a file or
+/// symlink is refused.
+fn check_parents(
+    target: &FileSet,
+    disk: &mut DiskView,
+    version: u32,
+    dirs: &mut BTreeMap<RootPath, Step>,
+    files: &[Step],
+    step: &dyn Fn(Entry) -> Result<Step>,
+) -> Result<()> {
+    let mut todo: Vec<RootPath> = dirs
+        .keys()
+        .chain(files.iter().map(|s| &s.path))
+        .cloned()
+        .collect();
+    let mut checked: HashSet<RootPath> = HashSet::new();
+    while let Some(path) = todo.pop() {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        if dirs.contains_key(&parent) || !checked.insert(parent.clone()) {
+            continue;
+        }
+        match disk.kind(&parent)? {
+            Some(OnDisk::Dir) => {}
+            // `check_tree` refused a missing parent that no manifest lists.
+            None => {
+                if let Some(e) = target.get(&parent).filter(|p| p.is_present()) {
+                    dirs.insert(parent.clone(), step(e.clone())?);
+                    todo.push(parent);
+                }
+            }
+            Some(OnDisk::Other) => {
+                return Err(disk.unsafe_path(
+                    &parent,
+                    format!(
+                        "it is a symlink or a file, and version {version} installs {path} below it (`chainup repair` puts the directory back)"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes every temporary the journal's transaction may have placed.
 pub(crate) fn sweep(root: &TargetRoot, record: &JournalRecord) -> Result<usize> {
     let mut n = 0;
@@ -480,6 +496,13 @@ impl<'r> DiskView<'r> {
         DiskView {
             root,
             seen: HashMap::new(),
+        }
+    }
+
+    fn unsafe_path(&self, path: &RootPath, reason: String) -> Error {
+        Error::UnsafePath {
+            path: self.root.host_path(path).display().to_string(),
+            reason,
         }
     }
 
