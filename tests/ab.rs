@@ -498,7 +498,14 @@ fn vfat_esp(loops: &mut Loops, dir: &Path, esp: &Path) -> Result<(), String> {
     let img = dir.join("esp.img");
     let f = std::fs::File::create(&img).unwrap();
     f.set_len(64 << 20).unwrap();
-    let mkfs = run(Command::new("mkfs.vfat").arg(&img));
+    let mkfs = match Command::new("mkfs.vfat").arg(&img).output() {
+        Ok(out) => out,
+        Err(e) => {
+            return Err(format!(
+                "mkfs.vfat is not available ({e}); apt-get install dosfstools"
+            ))
+        }
+    };
     if !mkfs.status.success() {
         return Err(format!("mkfs.vfat failed: {}", text(&mkfs)));
     }

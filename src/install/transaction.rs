@@ -385,22 +385,22 @@ fn check_tree(target: &FileSet, disk: &mut DiskView, version: u32) -> Result<()>
                     kind_word(p.etype)
                 )))
             }
-            None => {
-                match disk.kind(&parent)? {
-                    Some(OnDisk::Dir) => {}
-                    Some(OnDisk::Other) => return Err(disk.unsafe_path(
+            None => match disk.kind(&parent)? {
+                Some(OnDisk::Dir) => {}
+                Some(OnDisk::Other) => {
+                    return Err(disk.unsafe_path(
                         &parent,
                         format!(
                             "it is not a directory, and version {version} lists {path} below it"
                         ),
-                    )),
-                    None => {
-                        return Err(refuse(format!(
-                            "the parent of {path} is in no manifest and not in the root"
-                        )))
-                    }
+                    ))
                 }
-            }
+                None => {
+                    return Err(refuse(format!(
+                        "the parent of {path} is in no manifest and not in the root"
+                    )))
+                }
+            },
         }
     }
     Ok(())
