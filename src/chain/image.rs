@@ -34,12 +34,12 @@ const BLOCK: usize = 512;
 
 /// The metadata an image payload is hashed with (docs/formats.md): a regular file, 0644,
 /// root:root, whatever the tar header says about mode and owner.
-fn image_meta(size: u64) -> Meta {
+pub(super) fn image_meta(size: u64) -> Meta {
     Meta::file(0o644, 0, 0, size)
 }
 
 /// Blocks of the image queued between the download thread and the writer, at most.
-const IN_FLIGHT: usize = 2;
+pub(super) const IN_FLIGHT: usize = 2;
 /// Bytes decompressed and hashed at a time: small enough to stay in the CPU cache.
 const HASH_PIECE: usize = 128 << 10;
 
@@ -79,7 +79,7 @@ impl Default for Block {
 }
 
 /// What the download thread hands over.
-enum Msg {
+pub(super) enum Msg {
     /// The tar header was read: the image is this many bytes.
     Header(u64),
     /// The next bytes of the image.
@@ -311,6 +311,26 @@ fn check_header(h: &tar::Header, hex: &str) -> Result<u64, String> {
 }
 
 impl ImageStream {
+    /// A stream whose blocks another producer sends (the chunk assembler of
+    /// [`super::chunks`]): `blocks` carries [`Msg::Block`]s and the final [`Msg::End`] with
+    /// the hash of all of them; `spare` takes the writer's used blocks back.
+    pub(super) fn assembled(
+        entry: &Entry,
+        url: String,
+        size: u64,
+        blocks: Receiver<Result<Msg>>,
+        spare: SyncSender<Block>,
+    ) -> ImageStream {
+        ImageStream {
+            hash: entry.hash,
+            path: entry.path.clone(),
+            url,
+            size,
+            blocks,
+            spare,
+        }
+    }
+
     /// The payload size the tar header announces.
     pub fn size(&self) -> u64 {
         self.size
