@@ -7,14 +7,15 @@
 //! `/core.index` line of a verified manifest. Every chunk, whether read from the running
 //! slot, from the slot being written or from the server, is hashed (SHA-256) against the
 //! index before it is used; a seed chunk that does not match is downloaded instead. And
-//! the assembled image is hashed as a whole against its `/core` line, as a full image is:
-//! a bug in this module can make an update fail, never install a wrong image.
+//! the slot, read back from the device after writing, is hashed as a whole against the
+//! `/core` line ([`crate::chain::CopyCheck::prove`]), as a full image's copy is: a bug in
+//! this module can make an update fail, never install a wrong image.
 //!
 //! Pipeline: worker threads take the chunks in image order, at most [`WINDOW`] ahead of
 //! the assembler (bounded memory: [`WINDOW`] chunks of at most [`chunks::MAX`] bytes), and
 //! fetch each one (seed read, read of the slot being written, or download, decompress); the
-//! assembler thread copies them in order into large aligned blocks, hashing the image as
-//! it goes, and sends the blocks to the writer.
+//! assembler thread copies them in order into large aligned blocks and sends the blocks to
+//! the writer.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,12 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::image::{image_meta, Msg, IN_FLIGHT};
+use super::image::{Msg, IN_FLIGHT};
 use super::{Block, Chain, ImageStream, IMAGE_BUF};
 use crate::archive::{self, Bounded};
 use crate::chunks::{self, chunk_id, Chunk, Index};
 use crate::error::Subject;
-use crate::hash::{Hash, Hasher};
+use crate::hash::Hash;
 use crate::limits;
 use crate::manifest::{Entry, ImageKind};
 use crate::source::{download_error, Source};
@@ -339,7 +340,6 @@ impl Job {
         tx: &SyncSender<Result<Msg>>,
         spare: &Receiver<Block>,
     ) -> Result<()> {
-        let mut hasher = Hasher::new(&image_meta(size), &[]);
         let mut block = spare.try_recv().unwrap_or_default();
         let mut filled = 0usize;
         for i in 0..self.ops.len() {
@@ -348,7 +348,6 @@ impl Job {
             while !rest.is_empty() {
                 let n = rest.len().min(IMAGE_BUF - filled);
                 block.fill(IMAGE_BUF)[filled..filled + n].copy_from_slice(&rest[..n]);
-                hasher.update(&rest[..n]);
                 filled += n;
                 rest = &rest[n..];
                 if filled == IMAGE_BUF {
@@ -368,7 +367,14 @@ impl Job {
                 return Ok(());
             }
         }
-        let _ = tx.send(Ok(Msg::End(hasher.finish())));
+        // No whole hash here: the slot read back is hashed as a whole against the `/core`
+        // line (CopyCheck::prove), which proves what is on the device, so a third SHA-256
+        // pass over the image (after the chunks' and the read-back's) would add nothing.
+        debug_assert_eq!(
+            self.ops.iter().map(|o| u64::from(o.chunk.len)).sum::<u64>(),
+            size
+        );
+        let _ = tx.send(Ok(Msg::End(None)));
         Ok(())
     }
 
@@ -450,6 +456,7 @@ fn read_verified(file: &File, at: u64, chunk: Chunk) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::image::image_meta;
     use crate::hash::hash_bytes;
 
     fn index(data: &[u8], cuts: &[usize]) -> VerifiedIndex {

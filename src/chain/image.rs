@@ -84,8 +84,10 @@ pub(super) enum Msg {
     Header(u64),
     /// The next bytes of the image.
     Block(Block),
-    /// All bytes were sent and only tar padding followed; the hash of all of them.
-    End(Hash),
+    /// All bytes were sent and only tar padding followed; the hash of all of them, or
+    /// `None` from a producer that verified every piece (chunks) but not the whole: then
+    /// only the hash of the copy read back can prove the image.
+    End(Option<Hash>),
 }
 
 /// An image payload's fullfile, opened: its tar header read and checked, its bytes not yet.
@@ -271,7 +273,7 @@ fn produce(
             return Err(bad("holds more than the image entry".into()));
         }
     }
-    let _ = tx.send(Ok(Msg::End(hasher.finish())));
+    let _ = tx.send(Ok(Msg::End(Some(hasher.finish()))));
     Ok(())
 }
 
@@ -357,6 +359,22 @@ impl ImageStream {
     /// unverified bytes must not be bootable while this runs.
     pub fn write_to(self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
         let url = self.url.clone();
+        self.write_unproven(sink, target)?.ok_or_else(|| Error::Archive {
+            what: url,
+            reason: "an image assembled from chunks is proven only by reading it back".into(),
+        })
+    }
+
+    /// As [`ImageStream::write_to`], for a sink that is read back into this stream's
+    /// [`CopyCheck`]: `Some` when the stream itself hashed right; `None` for an image
+    /// assembled from verified chunks, whose whole hash the copy check alone decides
+    /// ([`CopyCheck::prove`]).
+    pub fn write_unproven(
+        self,
+        sink: &mut dyn Write,
+        target: &Path,
+    ) -> Result<Option<VerifiedImage>> {
+        let url = self.url.clone();
         let stopped = || Error::Archive {
             what: url.clone(),
             reason: "the download thread stopped".into(),
@@ -375,6 +393,9 @@ impl ImageStream {
             }
         };
         sink.flush().map_err(|e| Error::io(target, e))?;
+        let Some(actual) = actual else {
+            return Ok(None);
+        };
         if actual != self.hash {
             return Err(Error::HashMismatch {
                 subject: Subject::Image,
@@ -383,10 +404,10 @@ impl ImageStream {
                 actual,
             });
         }
-        Ok(VerifiedImage {
+        Ok(Some(VerifiedImage {
             hash: self.hash,
             size: self.size,
-        })
+        }))
     }
 }
 
@@ -433,6 +454,17 @@ impl CopyCheck {
     pub fn update(&mut self, bytes: &[u8]) {
         self.seen += bytes.len() as u64;
         self.hasher.update(bytes);
+    }
+
+    /// The proof for an image whose stream carried no whole hash (chunks): exactly the
+    /// image's bytes were read back from the copy and they hash to the manifest line.
+    pub fn prove(self, path: &Path) -> Result<VerifiedImage> {
+        let image = VerifiedImage {
+            hash: self.hash,
+            size: self.size,
+        };
+        self.finish(&image, path)?;
+        Ok(image)
     }
 
     /// Passes if exactly the image's bytes were read back and they hash as `image`, the
