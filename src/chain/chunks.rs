@@ -41,6 +41,11 @@ use crate::{Error, Result};
 /// enough to keep the download workers busy while the writer waits for the disk.
 const WINDOW: usize = 64;
 
+/// Chunk workers at most, whatever `-W` says: each thread gets its own malloc arena, which
+/// keeps the chunk buffers it freed, so peak memory grows with the count (15 workers took
+/// a 1 GiB update over 100 MiB); 6 keep a loopback or LAN server busy.
+const MAX_WORKERS: usize = 6;
+
 /// A chunk index whose bytes hashed to a `/core.index` manifest line.
 #[derive(Debug, Clone)]
 pub struct VerifiedIndex {
@@ -318,7 +323,7 @@ impl Job {
         spare: &Receiver<Block>,
     ) -> Result<()> {
         std::thread::scope(|s| {
-            for n in 0..workers.min(self.ops.len().max(1)) {
+            for n in 0..workers.min(MAX_WORKERS).min(self.ops.len().max(1)) {
                 let spawned = std::thread::Builder::new()
                     .name(format!("image-chunk-{n}"))
                     .spawn_scoped(s, || self.work());

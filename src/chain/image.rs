@@ -359,10 +359,11 @@ impl ImageStream {
     /// unverified bytes must not be bootable while this runs.
     pub fn write_to(self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
         let url = self.url.clone();
-        self.write_unproven(sink, target)?.ok_or_else(|| Error::Archive {
-            what: url,
-            reason: "an image assembled from chunks is proven only by reading it back".into(),
-        })
+        self.write_unproven(sink, target)?
+            .ok_or_else(|| Error::Archive {
+                what: url,
+                reason: "an image assembled from chunks is proven only by reading it back".into(),
+            })
     }
 
     /// As [`ImageStream::write_to`], for a sink that is read back into this stream's
