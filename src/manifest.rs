@@ -581,7 +581,7 @@ impl Parser {
         if e.misc == Misc::Image {
             if e.image().is_none() {
                 return bad(format!(
-                    "image payload {:?} is not /core, /efiboot or /core.index",
+                    "image payload {:?} is neither /core, /efiboot nor /core.index",
                     e.path
                 ));
             }
