@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds the sample release trees of VERSION into OUTDIR, deterministically:
 #   OUTDIR/trees/<bundle>/...   one root tree per bundle of manifests/bundles.toml
-#   OUTDIR/images/core.img      core image payload (4 MiB, content depends on VERSION)
+#   OUTDIR/images/core.img      core image payload (4 MiB; 96 KiB of it change at 20, more at 30)
 #   OUTDIR/images/linux.efi     EFI binary payload (changes from 30 on)
 # Versions 10, 20 and 30 differ: from 20 a file is deleted, one added, one changed, a
 # symlink retargeted and a mode changed; devtools and the EFI binary change only at 30;
@@ -95,10 +95,22 @@ find "$T" -type d ! -path "$T/os-core/var/tmp" -exec chmod 0755 {} +
 
 # --- image payloads: AES-CTR over zeros is a deterministic, incompressible stream.
 dir "$OUT/images" 0755
-key=$(printf '%032x' "$V")
-head -c $((4 << 20)) /dev/zero |
-    openssl enc -aes-128-ctr -nosalt -K "$key" -iv 00000000000000000000000000000000 \
-    >"$OUT/images/core.img"
+# noise KEY BYTES: deterministic incompressible bytes (AES-CTR of zeros).
+noise() {
+    head -c "$2" /dev/zero |
+        openssl enc -aes-128-ctr -nosalt -K "$(printf '%032x' "$1")" \
+            -iv 00000000000000000000000000000000
+}
+# One base image for every version, with a small part rewritten per release (a 96 KiB
+# region from 20 on, another from 30 on), as a real release changes a little of the
+# image: chunked updates (docs/chunks.md) fetch only those parts.
+noise 1 $((4 << 20)) >"$OUT/images/core.img"
+if (( V >= 20 )); then
+    noise "$V" $((96 << 10)) | dd of="$OUT/images/core.img" bs=64K seek=16 conv=notrunc status=none
+fi
+if (( V >= 30 )); then
+    noise "$((V + 1))" $((96 << 10)) | dd of="$OUT/images/core.img" bs=64K seek=48 conv=notrunc status=none
+fi
 efi_gen=$(( V < 30 ? 1 : 2 ))
 {
     printf 'MZ chainup sample unified kernel image, generation %d\n' "$efi_gen"

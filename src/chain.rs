@@ -18,7 +18,9 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
+pub(crate) mod chunks;
 pub(crate) mod image;
+pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };

@@ -718,7 +718,7 @@ impl<'o> Client<'o> {
         bound: u64,
     ) -> Result<()> {
         use crate::install::image::{self, Outcome, Payloads};
-        use crate::manifest::ImageKind::{Core, EfiBoot};
+        use crate::manifest::ImageKind::{Core, CoreIndex, EfiBoot};
         let hashes = |s: &FileSet| {
             (
                 s.image(Core).map(|e| e.hash),
@@ -753,11 +753,14 @@ impl<'o> Client<'o> {
             observer: self.observer,
             root_version,
             root_images: hashes(old),
+            root_core_index: old.image(CoreIndex),
+            workers: self.settings.max_parallel_downloads,
             bound,
         };
         let payloads = Payloads {
             core,
             efiboot,
+            core_index: new.image(CoreIndex),
             version: mom.version(),
         };
         match image::install(&ctx, &payloads)? {

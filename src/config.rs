@@ -46,6 +46,8 @@ pub struct Slots {
     pub cmdline: Option<PathBuf>,
     /// Where the mount table is read (`/proc/self/mountinfo`).
     pub mountinfo: Option<PathBuf>,
+    /// Whether core images may be assembled from chunks (docs/chunks.md); default true.
+    pub chunks: Option<bool>,
 }
 
 impl Config {

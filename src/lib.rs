@@ -4,6 +4,8 @@
 pub mod archive;
 /// Verify MoM -> manifests -> files; yields only verified types.
 pub mod chain;
+/// The chunk index of a core image and the chunk store: one format for both sides.
+pub mod chunks;
 /// The `chainup` command line.
 pub mod cli;
 /// The operations: update, os-install, bundle-add/remove/list, check-update.

@@ -42,6 +42,12 @@ pub const TAR_SLACK: u64 = 64 * 1024;
 /// endless.
 pub const FULLFILE: u64 = 64 << 30;
 
+/// A core image's chunk index (`/core.index`, docs/chunks.md): about 75 bytes per chunk
+/// of 64 KiB on average, so 16 MiB indexes a 13 GiB image. It is held in memory (the new
+/// image's and the running slot's, at most two at a time) and cut off here before its
+/// hash is known, so it costs a hostile server at most this much.
+pub const CHUNK_INDEX: u64 = 16 << 20;
+
 /// Memory an xz decoder may take. liblzma sets aside the dictionary the stream header
 /// declares (up to 4 GiB) and fills it as it unpacks, so without a cap a 75 KB file costs
 /// gigabytes. `xz -9`, the largest preset, needs 65 MiB: anything a publisher makes with

@@ -86,6 +86,8 @@ pub enum ImageKind {
     Core,
     /// `/efiboot`: the EFI binary for the ESP.
     EfiBoot,
+    /// `/core.index`: the chunk index of `/core` (docs/chunks.md), for chunked updates.
+    CoreIndex,
 }
 
 impl ImageKind {
@@ -94,6 +96,7 @@ impl ImageKind {
         match self {
             ImageKind::Core => "/core",
             ImageKind::EfiBoot => "/efiboot",
+            ImageKind::CoreIndex => "/core.index",
         }
     }
 }
@@ -127,6 +130,7 @@ impl Entry {
         match self.path.as_str() {
             "/core" => Some(ImageKind::Core),
             "/efiboot" => Some(ImageKind::EfiBoot),
+            "/core.index" => Some(ImageKind::CoreIndex),
             _ => None,
         }
     }
@@ -577,7 +581,7 @@ impl Parser {
         if e.misc == Misc::Image {
             if e.image().is_none() {
                 return bad(format!(
-                    "image payload {:?} is neither /core nor /efiboot",
+                    "image payload {:?} is neither /core, /efiboot nor /core.index",
                     e.path
                 ));
             }

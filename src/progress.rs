@@ -13,6 +13,20 @@ pub enum Event<'a> {
     Advance { items: u64, bytes: u64 },
     /// The current step is over.
     PhaseDone,
+    /// A core image was written into a slot: where its bytes came from.
+    ImageTransfer {
+        /// The slot written (`a` or `b`).
+        slot: &'a str,
+        /// `chunks` or `full`.
+        method: &'a str,
+        size: u64,
+        /// Bytes reused from the running slot or found in place in the slot written.
+        reused: u64,
+        /// Bytes downloaded (uncompressed).
+        downloaded: u64,
+        /// Bytes on the wire for them, when known.
+        wire: Option<u64>,
+    },
 }
 
 /// Receives events; implementations must be callable from several threads.

@@ -104,6 +104,9 @@ pub struct Slots {
     pub esp: PathBuf,
     pub cmdline: PathBuf,
     pub mountinfo: PathBuf,
+    /// Assemble core images from chunks seeded by the running slot when the release
+    /// offers a chunk index (`chunks = false`: always the full image).
+    pub chunks: bool,
 }
 
 /// The running slot and the evidence it was read from.
@@ -142,6 +145,7 @@ impl Slots {
                 .mountinfo
                 .clone()
                 .unwrap_or_else(|| DEFAULT_MOUNTINFO.into()),
+            chunks: c.chunks.unwrap_or(true),
         })
     }
 
@@ -407,6 +411,7 @@ mod tests {
             esp: dir.join("esp"),
             cmdline: dir.join("cmdline"),
             mountinfo: dir.join("mountinfo"),
+            chunks: true,
         }
     }
 

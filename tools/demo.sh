@@ -89,6 +89,8 @@ echo "ESP after the update (the new entry has three boot tries):"
 ls "$slots/esp/EFI/Linux"
 cmp -n "$(stat -c %s "$demo/r20/images/core.img")" "$demo/r20/images/core.img" "$slots/core_b.img" \
     && echo "slot B holds the version 20 core image"
+echo "(the core image was assembled from chunks: the lines above say how many bytes came"
+echo " from the running slot A and how many from the network; the full image is $(stat -c %s "$demo/r20/images/core.img") bytes)"
 
 say "reboot into slot B (simulated), then mark-good"
 echo "BOOT_IMAGE=/vmlinuz quiet chainup.slot=b" > "$slots/cmdline"

@@ -34,12 +34,12 @@ const BLOCK: usize = 512;
 
 /// The metadata an image payload is hashed with (docs/formats.md): a regular file, 0644,
 /// root:root, whatever the tar header says about mode and owner.
-fn image_meta(size: u64) -> Meta {
+pub(super) fn image_meta(size: u64) -> Meta {
     Meta::file(0o644, 0, 0, size)
 }
 
 /// Blocks of the image queued between the download thread and the writer, at most.
-const IN_FLIGHT: usize = 2;
+pub(super) const IN_FLIGHT: usize = 2;
 /// Bytes decompressed and hashed at a time: small enough to stay in the CPU cache.
 const HASH_PIECE: usize = 128 << 10;
 
@@ -79,13 +79,15 @@ impl Default for Block {
 }
 
 /// What the download thread hands over.
-enum Msg {
+pub(super) enum Msg {
     /// The tar header was read: the image is this many bytes.
     Header(u64),
     /// The next bytes of the image.
     Block(Block),
-    /// All bytes were sent and only tar padding followed; the hash of all of them.
-    End(Hash),
+    /// All bytes were sent and only tar padding followed; the hash of all of them, or
+    /// `None` from a producer that verified every piece (chunks) but not the whole: then
+    /// only the hash of the copy read back can prove the image.
+    End(Option<Hash>),
 }
 
 /// An image payload's fullfile, opened: its tar header read and checked, its bytes not yet.
@@ -271,7 +273,7 @@ fn produce(
             return Err(bad("holds more than the image entry".into()));
         }
     }
-    let _ = tx.send(Ok(Msg::End(hasher.finish())));
+    let _ = tx.send(Ok(Msg::End(Some(hasher.finish()))));
     Ok(())
 }
 
@@ -311,6 +313,26 @@ fn check_header(h: &tar::Header, hex: &str) -> Result<u64, String> {
 }
 
 impl ImageStream {
+    /// A stream whose blocks another producer sends (the chunk assembler of
+    /// [`super::chunks`]): `blocks` carries [`Msg::Block`]s and the final [`Msg::End`] with
+    /// the hash of all of them; `spare` takes the writer's used blocks back.
+    pub(super) fn assembled(
+        entry: &Entry,
+        url: String,
+        size: u64,
+        blocks: Receiver<Result<Msg>>,
+        spare: SyncSender<Block>,
+    ) -> ImageStream {
+        ImageStream {
+            hash: entry.hash,
+            path: entry.path.clone(),
+            url,
+            size,
+            blocks,
+            spare,
+        }
+    }
+
     /// The payload size the tar header announces.
     pub fn size(&self) -> u64 {
         self.size
@@ -337,6 +359,23 @@ impl ImageStream {
     /// unverified bytes must not be bootable while this runs.
     pub fn write_to(self, sink: &mut dyn Write, target: &Path) -> Result<VerifiedImage> {
         let url = self.url.clone();
+        self.write_unproven(sink, target)?
+            .ok_or_else(|| Error::Archive {
+                what: url,
+                reason: "an image assembled from chunks is proven only by reading it back".into(),
+            })
+    }
+
+    /// As [`ImageStream::write_to`], for a sink that is read back into this stream's
+    /// [`CopyCheck`]: `Some` when the stream itself hashed right; `None` for an image
+    /// assembled from verified chunks, whose whole hash the copy check alone decides
+    /// ([`CopyCheck::prove`]).
+    pub fn write_unproven(
+        self,
+        sink: &mut dyn Write,
+        target: &Path,
+    ) -> Result<Option<VerifiedImage>> {
+        let url = self.url.clone();
         let stopped = || Error::Archive {
             what: url.clone(),
             reason: "the download thread stopped".into(),
@@ -355,6 +394,9 @@ impl ImageStream {
             }
         };
         sink.flush().map_err(|e| Error::io(target, e))?;
+        let Some(actual) = actual else {
+            return Ok(None);
+        };
         if actual != self.hash {
             return Err(Error::HashMismatch {
                 subject: Subject::Image,
@@ -363,10 +405,10 @@ impl ImageStream {
                 actual,
             });
         }
-        Ok(VerifiedImage {
+        Ok(Some(VerifiedImage {
             hash: self.hash,
             size: self.size,
-        })
+        }))
     }
 }
 
@@ -413,6 +455,17 @@ impl CopyCheck {
     pub fn update(&mut self, bytes: &[u8]) {
         self.seen += bytes.len() as u64;
         self.hasher.update(bytes);
+    }
+
+    /// The proof for an image whose stream carried no whole hash (chunks): exactly the
+    /// image's bytes were read back from the copy and they hash to the manifest line.
+    pub fn prove(self, path: &Path) -> Result<VerifiedImage> {
+        let image = VerifiedImage {
+            hash: self.hash,
+            size: self.size,
+        };
+        self.finish(&image, path)?;
+        Ok(image)
     }
 
     /// Passes if exactly the image's bytes were read back and they hash as `image`, the

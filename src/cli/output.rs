@@ -127,6 +127,20 @@ impl Observer for Output {
             (Mode::Json, Event::Phase { name, total }) => self.json(json!({
                 "type": "progress", "stepDescription": name, "totalItems": total, "stepCompletion": 0
             })),
+            (
+                Mode::Json,
+                Event::ImageTransfer {
+                    slot,
+                    method,
+                    size,
+                    reused,
+                    downloaded,
+                    wire,
+                },
+            ) => self.json(json!({
+                "type": "image-transfer", "slot": slot, "method": method, "bytes": size,
+                "bytesReused": reused, "bytesDownloaded": downloaded, "bytesOnWire": wire
+            })),
             (Mode::Json, _) => {}
             (_, Event::Warning(msg)) => {
                 let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,6 +176,8 @@ impl Observer for Output {
                 }
             }
             (Mode::Bars, Event::PhaseDone) => self.finish_bar(),
+            // Shown as an info line too; only JSON gets the record.
+            (Mode::Bars, Event::ImageTransfer { .. }) => {}
         }
     }
 }

@@ -41,6 +41,54 @@ pub struct SlotContent {
     pub core: Option<String>,
     /// Hash of the EFI binary, when known (hex).
     pub efiboot: Option<String>,
+    /// How the core image got there, for `info` (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferRecord>,
+}
+
+impl SlotContent {
+    /// The same release and images in the same state, however they were transferred.
+    pub fn holds(&self, other: &SlotContent) -> bool {
+        (self.state, self.version, &self.core, &self.efiboot)
+            == (other.state, other.version, &other.core, &other.efiboot)
+    }
+}
+
+/// Where the bytes of a core image came from when chainup wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    /// `chunks` (assembled from the seed and the chunk store) or `full` (the fullfile).
+    pub method: String,
+    /// The image size.
+    pub size: u64,
+    /// Bytes taken from the running slot, or already in place in the slot written.
+    pub reused: u64,
+    /// Bytes downloaded (uncompressed).
+    pub downloaded: u64,
+    /// Bytes on the wire for them, when known (compressed chunks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<u64>,
+}
+
+impl TransferRecord {
+    /// One line for people: how much was reused and how much came from the network.
+    pub fn describe(&self) -> String {
+        let wire = self
+            .wire
+            .map(|w| format!(" ({w} bytes on the wire)"))
+            .unwrap_or_default();
+        format!(
+            "{} bytes from {}: {} reused from the slots, {} downloaded{wire}",
+            self.size,
+            if self.method == "chunks" {
+                "chunks"
+            } else {
+                "the full image"
+            },
+            self.reused,
+            self.downloaded
+        )
+    }
 }
 
 /// The record of both slots.
@@ -190,7 +238,14 @@ pub fn describe(slots: &Slots, status: &SlotsStatus, slot: Slot) -> String {
         Err(_) => "",
     };
     let content = match status.record.get(slot) {
-        Some(c) => format!("version {} ({:?})", c.version, c.state).to_lowercase(),
+        Some(c) => {
+            let how = c
+                .transfer
+                .as_ref()
+                .map(|t| format!("; core image written from {}", t.describe()))
+                .unwrap_or_default();
+            format!("version {} ({:?}){how}", c.version, c.state).to_lowercase()
+        }
         None => "not written by chainup".into(),
     };
     format!(
@@ -221,6 +276,7 @@ mod tests {
                 version: 20,
                 core: Some("ab".into()),
                 efiboot: None,
+                transfer: None,
             },
         );
         r.save(&state).unwrap();

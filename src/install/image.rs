@@ -21,13 +21,15 @@
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::chain::{Chain, ImageStream, VerifiedImage};
+use crate::chain::{Chain, ChunkPlan, ImageStream, SlotReads, Transfer, VerifiedImage};
 use crate::failpoint;
 use crate::hash::Hash;
-use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState};
+use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState, TransferRecord};
 use crate::install::esp::Esp;
 use crate::install::slot_io::{read_behind, SlotWriter, READ_BEHIND};
 use crate::manifest::Entry;
@@ -40,6 +42,8 @@ use crate::{Error, Result};
 pub struct Payloads<'a> {
     pub core: &'a Entry,
     pub efiboot: &'a Entry,
+    /// The chunk index of `core` (`/core.index`), when the release offers one.
+    pub core_index: Option<&'a Entry>,
     /// The release they belong to: the boot entry's version.
     pub version: u32,
 }
@@ -54,9 +58,19 @@ pub struct Context<'a> {
     pub root_version: Option<u32>,
     /// The image hashes of the root's version (core, efiboot), for the same purpose.
     pub root_images: (Option<Hash>, Option<Hash>),
+    /// The chunk index of the root's version's core image: the seed's index when the
+    /// running slot holds that image.
+    pub root_core_index: Option<&'a Entry>,
+    /// Chunk downloads at a time (`-W`).
+    pub workers: usize,
     /// Cap on each download and image.
     pub bound: u64,
 }
+
+/// Below this share of the new image offered by the seed (in percent), the full image is
+/// streamed instead: chunks compress worse one by one and cost a request each, so a seed
+/// that saves little is not worth it.
+const MIN_SEED_PERCENT: u64 = 20;
 
 /// What an image install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,16 +98,26 @@ enum Step {
     Fits {
         stream: ImageStream,
         target: SlotFile,
+        how: How,
     },
     /// 2. The inactive slot has no boot entry.
     Unbootable {
         stream: ImageStream,
         target: SlotFile,
+        how: How,
     },
     /// 3. The slot holds the verified image, durably.
     Written { image: VerifiedImage },
     /// 4. Its boot entry is in place, with three tries.
     Bootable { entry: String },
+}
+
+/// How the core image reaches the slot.
+enum How {
+    /// The fullfile, streamed.
+    Full,
+    /// Assembled from chunks (docs/chunks.md), counting where they came from.
+    Chunks(Arc<Transfer>),
 }
 
 /// One install into the inactive slot.
@@ -107,6 +131,8 @@ struct Install<'a> {
     ids: [Identity; 2],
     /// The running slot's version: its boot entry is the one kept.
     keep: u32,
+    /// Where the core image's bytes came from, once written.
+    transfer: Option<TransferRecord>,
 }
 
 /// Installs `p` into the inactive slot (or finds it already there).
@@ -138,6 +164,7 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
                 version,
                 core: ctx.root_images.0.map(|h| h.to_hex()),
                 efiboot: ctx.root_images.1.map(|h| h.to_hex()),
+                transfer: None,
             },
         );
         record.save(ctx.state)?;
@@ -155,7 +182,7 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
         )));
     }
     let entries = esp.entries()?;
-    if record.get(inactive) == Some(&wanted) {
+    if record.get(inactive).is_some_and(|c| c.holds(&wanted)) {
         if let Some(e) = entries.iter().find(|e| e.version == p.version) {
             return Ok(Outcome::Pending {
                 slot: inactive,
@@ -188,6 +215,7 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
         inactive,
         ids,
         keep,
+        transfer: None,
     };
     let mut step = Step::Start;
     loop {
@@ -209,6 +237,7 @@ fn content(p: &Payloads<'_>, state: SlotState) -> SlotContent {
         version: p.version,
         core: Some(p.core.hash.to_hex()),
         efiboot: Some(p.efiboot.hash.to_hex()),
+        transfer: None,
     }
 }
 
@@ -218,7 +247,11 @@ impl Install<'_> {
     }
 
     fn record(&mut self, state: SlotState) -> Result<()> {
-        self.record.set(self.inactive, content(self.p, state));
+        let c = SlotContent {
+            transfer: self.transfer.clone(),
+            ..content(self.p, state)
+        };
+        self.record.set(self.inactive, c);
         self.record.save(self.ctx.state)
     }
 
@@ -226,8 +259,8 @@ impl Install<'_> {
     fn next(&mut self, step: Step) -> Result<Step> {
         match step {
             Step::Start => {
-                let stream = self.ctx.chain.open_image(self.p.core, self.ctx.bound)?;
                 let target = self.open_inactive()?;
+                let (stream, how) = self.open_core(&target)?;
                 let capacity = Slots::capacity(&target.file, &target.path)?;
                 if stream.size() > capacity {
                     return Err(Error::Slot(format!(
@@ -238,9 +271,17 @@ impl Install<'_> {
                         target.path.display()
                     )));
                 }
-                Ok(Step::Fits { stream, target })
+                Ok(Step::Fits {
+                    stream,
+                    target,
+                    how,
+                })
             }
-            Step::Fits { stream, target } => {
+            Step::Fits {
+                stream,
+                target,
+                how,
+            } => {
                 for e in self.esp.entries()? {
                     if e.version != self.keep {
                         self.info(format!("Removing boot entry {}", e.name));
@@ -251,9 +292,17 @@ impl Install<'_> {
                 failpoint::point("img::entries-removed")?;
                 self.record(SlotState::Invalid)?;
                 failpoint::point("img::invalidated")?;
-                Ok(Step::Unbootable { stream, target })
+                Ok(Step::Unbootable {
+                    stream,
+                    target,
+                    how,
+                })
             }
-            Step::Unbootable { stream, target } => {
+            Step::Unbootable {
+                stream,
+                target,
+                how,
+            } => {
                 self.info(format!(
                     "Writing the core image of version {} ({} bytes) into slot {} ({})",
                     self.p.version,
@@ -263,6 +312,7 @@ impl Install<'_> {
                 ));
                 let image = self.write_and_check(stream, &target)?;
                 failpoint::point("img::checked")?;
+                self.report(&how, image.size());
                 self.record(SlotState::Written)?;
                 failpoint::point("img::written")?;
                 Ok(Step::Written { image })
@@ -287,6 +337,144 @@ impl Install<'_> {
             }
             Step::Bootable { entry } => Ok(Step::Bootable { entry }),
         }
+    }
+
+    /// The core image as a stream: assembled from chunks when the release has a chunk
+    /// index, the running slot holds an image with one and it offers enough of the new
+    /// image; else the fullfile. An index that is unavailable (not on the server) falls back
+    /// to the fullfile; one that does not match its hash is refused.
+    fn open_core(&self, target: &SlotFile) -> Result<(ImageStream, How)> {
+        match self.open_chunked(target) {
+            Ok(Some(chunked)) => return Ok(chunked),
+            Ok(None) => {}
+            Err(e @ (Error::Download { .. } | Error::Connect { .. })) => {
+                self.ctx.observer.event(Event::Warning(format!(
+                    "chunks unavailable ({e}); downloading the full core image"
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        let stream = self.ctx.chain.open_image(self.p.core, self.ctx.bound)?;
+        Ok((stream, How::Full))
+    }
+
+    fn open_chunked(&self, target: &SlotFile) -> Result<Option<(ImageStream, How)>> {
+        let chain = self.ctx.chain;
+        let (Some(index_entry), true) = (self.p.core_index, self.ctx.slots.chunks) else {
+            return Ok(None);
+        };
+        let running_core = self.record.get(self.active).and_then(|c| c.core.clone());
+        let (Some(seed_entry), Some(running_core)) = (self.ctx.root_core_index, running_core)
+        else {
+            self.info(format!(
+                "No chunk index for the image slot {} holds: downloading the full core image",
+                self.active
+            ));
+            return Ok(None);
+        };
+        let index = chain.chunk_index(index_entry)?;
+        let seed = chain.chunk_index(seed_entry)?;
+        if seed.image().to_hex() != running_core {
+            self.info(format!(
+                "Slot {} holds another image than the installed release's: downloading the full core image",
+                self.active
+            ));
+            return Ok(None);
+        }
+        let plan = ChunkPlan::new(&index, Some(&seed));
+        drop(seed);
+        if plan.seed_bytes().saturating_mul(100) < plan.size().saturating_mul(MIN_SEED_PERCENT) {
+            self.info(format!(
+                "Slot {} offers {} of the {} bytes of the new core image: downloading the full image",
+                self.active,
+                plan.seed_bytes(),
+                plan.size()
+            ));
+            return Ok(None);
+        }
+        self.info(format!(
+            "Assembling the core image from {} chunks: {} of {} bytes from slot {}, the rest from the chunk store",
+            plan.chunk_count(),
+            plan.seed_bytes(),
+            plan.size(),
+            self.active
+        ));
+        let reads = SlotReads {
+            seed: self.open_running()?,
+            seed_path: self.ctx.slots.path(self.active).to_path_buf(),
+            target: self.open_copy(target)?,
+        };
+        let transfer = Arc::new(Transfer::default());
+        let stream = chain.open_chunked(
+            self.p.core,
+            &index,
+            plan,
+            reads,
+            self.ctx.workers,
+            Arc::clone(&transfer),
+        )?;
+        Ok(Some((stream, How::Chunks(transfer))))
+    }
+
+    /// Opens the running slot read-only (the seed), checking it is the running slot.
+    fn open_running(&self) -> Result<File> {
+        let path = self.ctx.slots.path(self.active);
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if Identity::of_file(&file, path)? != self.ids[self.active as usize] {
+            return Err(Error::Slot(format!(
+                "{} changed while it was opened (slot {})",
+                path.display(),
+                self.active
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Records and reports where the written image's bytes came from.
+    fn report(&mut self, how: &How, size: u64) {
+        let t = match how {
+            How::Full => TransferRecord {
+                method: "full".into(),
+                size,
+                reused: 0,
+                downloaded: size,
+                wire: None,
+            },
+            How::Chunks(t) => {
+                let damaged = t.seed_damaged.load(Relaxed);
+                if damaged > 0 {
+                    self.ctx.observer.event(Event::Warning(format!(
+                        "{damaged} chunks of slot {} did not match its index (is it damaged?); they were downloaded",
+                        self.active
+                    )));
+                }
+                TransferRecord {
+                    method: "chunks".into(),
+                    size,
+                    reused: t.seed.load(Relaxed) + t.in_place.load(Relaxed),
+                    downloaded: t.downloaded.load(Relaxed),
+                    wire: Some(t.wire.load(Relaxed)),
+                }
+            }
+        };
+        self.info(format!(
+            "Core image of slot {}: {}",
+            self.inactive,
+            t.describe()
+        ));
+        self.ctx.observer.event(Event::ImageTransfer {
+            slot: self.inactive.letter(),
+            method: &t.method,
+            size: t.size,
+            reused: t.reused,
+            downloaded: t.downloaded,
+            wire: t.wire,
+        });
+        self.transfer = Some(t);
     }
 
     /// Opens the inactive slot for writing, asserting on the opened descriptor that it is
@@ -370,7 +558,7 @@ impl Install<'_> {
         let mut writer = SlotWriter::new(&target.file, on_device);
         let mut wrote = started.elapsed();
         let written = stream
-            .write_to(&mut writer, &target.path)
+            .write_unproven(&mut writer, &target.path)
             .and_then(|image| {
                 wrote = started.elapsed();
                 writer.finish().map_err(|e| Error::io(&target.path, e))?;
@@ -381,8 +569,15 @@ impl Install<'_> {
         let read = reader
             .join()
             .map_err(|_| Error::Slot("the read-back thread panicked".into()))?;
-        let image = written?;
-        read?.finish(&image, &target.path)?;
+        // A full image hashed right as it streamed and must read back the same; an image
+        // assembled from verified chunks is proven by the hash of what was read back.
+        let image = match written? {
+            Some(image) => {
+                read?.finish(&image, &target.path)?;
+                image
+            }
+            None => read?.prove(&target.path)?,
+        };
         log::debug!(
             "slot {}: {} bytes written in {wrote:?}, synced {:?} later, read back {:?} later",
             self.inactive,

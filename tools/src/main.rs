@@ -1,5 +1,6 @@
 //! chainup-publish: release trees -> signed, swupd-compatible webroot.
 
+mod chunker;
 mod diff;
 mod fullfile;
 mod previous;
@@ -87,6 +88,11 @@ struct Args {
     #[arg(long, value_name = "BUNDLE:KIND=PATH")]
     image: Vec<ImageSpec>,
 
+    /// Publish core images only as fullfiles, without the chunk index `/core.index` and
+    /// its chunks (chainup clients older than chunked updates refuse a manifest with it).
+    #[arg(long)]
+    no_image_chunks: bool,
+
     /// Compression of file fullfiles (directories and symlinks are always gzip, unless none).
     #[arg(long, value_enum, default_value_t = Compression::Zstd)]
     compression: Compression,
@@ -131,6 +137,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         sign,
         images: args.image,
         compression: args.compression,
+        chunks: !args.no_image_chunks,
     })?;
     for b in &summary.dropped {
         eprintln!("chainup-publish: warning: bundle {b:?} is no longer defined; it is left out of the Manifest.MoM");

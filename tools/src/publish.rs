@@ -31,6 +31,8 @@ pub struct Options {
     pub sign: SignWith,
     pub images: Vec<ImageSpec>,
     pub compression: Compression,
+    /// Publish a chunk index (and chunks) for each core image (docs/chunks.md).
+    pub chunks: bool,
 }
 
 /// What a run did, for the closing report.
@@ -49,6 +51,8 @@ pub struct Summary {
     pub dir_type_changes: Vec<diff::DirTypeChange>,
     /// How to sign by hand, with `--no-sign`.
     pub unsigned_note: Option<String>,
+    /// One line per chunked core image.
+    pub chunk_notes: Vec<String>,
 }
 
 impl fmt::Display for Summary {
@@ -64,7 +68,8 @@ impl fmt::Display for Summary {
             self.new_files,
             self.reused_files,
             self.bytes_written
-        )
+        )?;
+        self.chunk_notes.iter().try_for_each(|n| writeln!(f, "{n}"))
     }
 }
 
@@ -95,8 +100,10 @@ pub fn run(opts: &Options) -> Result<Summary> {
     };
 
     let mut built = BTreeMap::new();
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let mut chunk_notes = Vec::new();
     for (name, def) in &bundles {
-        let items = bundle_items(opts, name)?;
+        let items = bundle_items(opts, name, scratch.path(), &mut chunk_notes)?;
         let old = prev.as_ref().and_then(|p| p.bundles.get(name));
         let manifest = diff::bundle_manifest(&rel, &items, &def.includes, &def.also_add, old);
         let text = match old {
@@ -135,6 +142,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
             prev.iter().flat_map(|p| p.bundles.values()),
             built.values().map(|b| &b.manifest),
         ),
+        chunk_notes,
         ..Summary::default()
     };
     write_fullfiles(opts, &layout, &built, &mut summary)?;
@@ -202,7 +210,12 @@ fn load_previous(opts: &Options, layout: &Layout) -> Result<Option<Previous>> {
 }
 
 /// The tree (if any), images and marker of one bundle, hashed.
-fn bundle_items(opts: &Options, name: &str) -> Result<Vec<Item>> {
+fn bundle_items(
+    opts: &Options,
+    name: &str,
+    scratch: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Item>> {
     let root = opts.trees.join(name);
     let images: Vec<_> = opts.images.iter().filter(|i| i.bundle == name).collect();
     // The tree root may be a symlink to where the tree was built; nothing below it is followed.
@@ -216,10 +229,14 @@ fn bundle_items(opts: &Options, name: &str) -> Result<Vec<Item>> {
                 .with_context(|| format!("bundle {name:?}: no tree at {}", root.display()))
         }
     };
-    let image_items = images
+    let mut image_items = images
         .par_iter()
         .map(|i| tree::image_item(i.kind, &i.path))
         .collect::<Result<Vec<_>>>()?;
+    if opts.chunks {
+        let indexes = crate::chunker::index_items(&opts.webroot, &image_items, scratch, notes)?;
+        image_items.extend(indexes);
+    }
     for img in image_items {
         if items.iter().any(|i| i.path == img.path) {
             bail!(

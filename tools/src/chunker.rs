@@ -1,0 +1,189 @@
+//! The chunk index of a core image and the chunk store it points into (docs/chunks.md):
+//! the image is cut by FastCDC ([`chainup::chunks`] holds the sizes and the format), each
+//! chunk is stored once, zstd-compressed, under `W/chunks/` (shared by every version, so a
+//! chunk an earlier release stored is not written again), and the index is written to a
+//! file that the publisher then publishes as the image payload `/core.index`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chainup::chunks::{self, chunk_id, Chunk, Index};
+use chainup::hash::Hash;
+use chainup::manifest::ImageKind;
+use fastcdc::v2020::StreamCDC;
+use rayon::prelude::*;
+
+use crate::tree::{self, Item, Source};
+
+/// zstd level of a chunk: as the fullfiles' (fullfile.rs), most of the ratio at speed.
+const ZSTD_LEVEL: i32 = 9;
+/// Chunks cut before they are hashed and stored together, in parallel: 64 of at most
+/// 256 KiB bound the memory to 16 MiB whatever the image size.
+const BATCH: usize = 64;
+
+/// What chunking one image did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub chunks: usize,
+    /// Chunks written to the store now (the others were there already).
+    pub stored: usize,
+    /// Bytes those took in the store (compressed).
+    pub stored_bytes: u64,
+}
+
+/// The `/core.index` payload for each core image among `images`: the image chunked into
+/// the store of `webroot`, its index written into `scratch`. One line per image for the
+/// report goes to `notes`.
+pub fn index_items(
+    webroot: &Path,
+    images: &[Item],
+    scratch: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Item>> {
+    let mut out = Vec::new();
+    for item in images.iter().filter(|i| i.image == Some(ImageKind::Core)) {
+        let Source::Image(path) = &item.source else {
+            continue;
+        };
+        let index = scratch.join(format!("{}.index", item.hash));
+        let stats = index_image(webroot, path, item.hash, &index)?;
+        notes.push(format!(
+            "core image {}: {} chunks, {} new in the chunk store ({} bytes)",
+            path.display(),
+            stats.chunks,
+            stats.stored,
+            stats.stored_bytes
+        ));
+        out.push(tree::image_item(ImageKind::CoreIndex, &index)?);
+    }
+    Ok(out)
+}
+
+/// Cuts `image` (whose swupd hash is `hash`) into chunks, stores the new ones under
+/// `webroot`, and writes the index text to `index_out`.
+pub fn index_image(webroot: &Path, image: &Path, hash: Hash, index_out: &Path) -> Result<Stats> {
+    let ctx = || format!("chunking {}", image.display());
+    let file = File::open(image).with_context(ctx)?;
+    let cdc = StreamCDC::new(file, chunks::MIN, chunks::AVG, chunks::MAX);
+    let mut index = Index {
+        image: hash,
+        size: 0,
+        chunks: Vec::new(),
+    };
+    let mut stats = Stats::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut cut = cdc.into_iter();
+    loop {
+        batch.clear();
+        for c in cut.by_ref().take(BATCH) {
+            batch.push(c.with_context(ctx)?.data);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let stored = batch
+            .par_iter()
+            .map(|data| store(webroot, data))
+            .collect::<Result<Vec<_>>>()?;
+        for (data, (id, written)) in batch.iter().zip(stored) {
+            index.chunks.push(Chunk {
+                id,
+                len: data.len() as u32,
+            });
+            index.size += data.len() as u64;
+            stats.chunks += 1;
+            if let Some(bytes) = written {
+                stats.stored += 1;
+                stats.stored_bytes += bytes;
+            }
+        }
+    }
+    if index.size != std::fs::metadata(image).with_context(ctx)?.len() {
+        anyhow::bail!("{} changed size while it was chunked", image.display());
+    }
+    sync_store(webroot)?;
+    std::fs::write(index_out, index.serialize())
+        .with_context(|| format!("writing {}", index_out.display()))?;
+    Ok(stats)
+}
+
+/// Stores one chunk unless the store has it; returns its id and the bytes written.
+fn store(webroot: &Path, data: &[u8]) -> Result<(Hash, Option<u64>)> {
+    let id = chunk_id(data);
+    let path = webroot.join(chunks::store_path(&id));
+    if path.exists() {
+        return Ok((id, None));
+    }
+    let packed = zstd::bulk::compress(data, ZSTD_LEVEL).context("compressing a chunk")?;
+    let dir = path.parent().expect("store paths have a parent");
+    let ctx = || format!("writing {}", path.display());
+    std::fs::create_dir_all(dir).with_context(ctx)?;
+    // Not synced one by one (tens of thousands per image): the whole filesystem is synced
+    // once at the end, before the manifests that name the chunks are written.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(ctx)?;
+    tmp.write_all(&packed).with_context(ctx)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .with_context(ctx)?;
+    tmp.persist(&path).map_err(|e| e.error).with_context(ctx)?;
+    Ok((id, Some(packed.len() as u64)))
+}
+
+/// Makes every chunk written so far durable: one syncfs of the store's filesystem.
+fn sync_store(webroot: &Path) -> Result<()> {
+    let dir = webroot.join("chunks");
+    let Ok(d) = File::open(&dir) else {
+        return Ok(());
+    };
+    // SAFETY: a plain system call on a descriptor owned here.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("syncing {}", dir.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insertion_keeps_the_other_chunks_and_the_store_keeps_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web");
+        let mut x = 7u64;
+        let old: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut new = old.clone();
+        new.splice(1_000_000..1_000_000, b"inserted bytes".iter().copied());
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &old).unwrap();
+        std::fs::write(&b, &new).unwrap();
+        let sa = index_image(&web, &a, Hash([1; 32]), &dir.path().join("a.idx")).unwrap();
+        let sb = index_image(&web, &b, Hash([2; 32]), &dir.path().join("b.idx")).unwrap();
+        assert_eq!(sa.stored, sa.chunks);
+        assert!(sb.stored <= 3, "{sb:?}");
+        let idx = Index::parse(&std::fs::read(dir.path().join("b.idx")).unwrap()).unwrap();
+        assert_eq!(idx.size, new.len() as u64);
+        let mut at = 0usize;
+        for c in &idx.chunks {
+            let packed = std::fs::read(web.join(chunks::store_path(&c.id))).unwrap();
+            let data = zstd::decode_all(&packed[..]).unwrap();
+            assert_eq!(data, new[at..at + c.len as usize]);
+            at += c.len as usize;
+        }
+    }
+}
