@@ -27,6 +27,8 @@ pub struct Config {
     pub retry_delay: Option<u64>,
     pub allow_insecure_http: Option<bool>,
     pub max_age: Option<u64>,
+    pub channel: Option<String>,
+    pub mirrors: Option<Vec<String>>,
     pub slots: Option<Slots>,
 }
 
