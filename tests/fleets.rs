@@ -192,6 +192,7 @@ fn waves_over_200_machines_then_ignore_waves_then_halt() {
         }
     }
     let n = first_wave.len();
+    eprintln!("{n} of 200 machines in the 10% wave");
     assert!(
         (10..=30).contains(&n),
         "{n} of 200 machines in the 10% wave"
@@ -373,6 +374,40 @@ fn three_mirrors_one_dead_one_corrupt_one_good() {
             .filter(|(p, _)| !p.starts_with("/usr/share/clear/bundles"))
             .collect()
     );
+}
+
+#[test]
+fn a_mirror_serving_a_corrupt_manifest_is_set_aside() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    let corrupt = w.dir.path().join("corrupt");
+    ok(run(Command::new("cp").arg("-a").arg(&w.web).arg(&corrupt)));
+    for bundle in ["os-core", "editors"] {
+        // One more newline: parses the same, hashes differently.
+        let text = format!("{}\n", w.manifest_text(10, bundle));
+        std::fs::write(
+            corrupt.join(format!("10/Manifest.{bundle}.tar")),
+            fixture::manifest_tar(&format!("Manifest.{bundle}"), text.as_bytes()),
+        )
+        .unwrap();
+    }
+    let corrupt_server = Server::new(&corrupt);
+    let root = w.dir.path().join("r");
+    let out = ok(run(Command::new(bin("chainup"))
+        .args(["os-install", "-V", "10", "-B", "editors", "--path"])
+        .arg(&root)
+        .args(["--url", &corrupt_server.url(), "--mirror", &w.server.url()])
+        .args(["--versionurl", &w.server.url()])
+        .args(["--allow-insecure-http", "--no-progress", "--certpath"])
+        .arg(&w.keys.root)));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("mirror {} set aside", corrupt_server.url())),
+        "{t}"
+    );
+    assert!(t.contains("hash mismatch for"), "{t}");
+    assert_eq!(hello(&root), "#!/bin/sh\necho hello 10\n");
 }
 
 #[test]
