@@ -319,19 +319,17 @@ impl Chain {
         }
         // A mirror whose bytes fail here is set aside and the file fetched from another.
         self.content
-            .each_mirror(|content| stage_from(content, entry, dir, bound, &final_path))
+            .each_mirror(|content| Self::stage_from(content, entry, dir, bound, &final_path))
     }
-}
 
-/// [`Chain::stage`] from one server.
-fn stage_from(
-    content: &Source,
-    entry: &Entry,
-    dir: &Path,
-    bound: u64,
-    final_path: &Path,
-) -> Result<StagedFile> {
-    {
+    /// [`Chain::stage`] from one server.
+    fn stage_from(
+        content: &Source,
+        entry: &Entry,
+        dir: &Path,
+        bound: u64,
+        final_path: &Path,
+    ) -> Result<StagedFile> {
         let rel = format!("{}/files/{}.tar", entry.version, entry.hash);
         let url = content.url(&rel);
         let bad = |reason: String| Error::Archive {
