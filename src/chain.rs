@@ -24,6 +24,8 @@ pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
+mod rollout;
+pub use rollout::VerifiedSchedule;
 
 /// Largest signature file accepted (the caps and their reasons are in `limits`).
 const MAX_SIG_BYTES: u64 = limits::SIGNATURE;
@@ -283,8 +285,12 @@ impl Chain {
             .ok_or_else(|| Error::UnknownBundle(bundle.to_string()))?;
         let rel = format!("{}/Manifest.{bundle}.tar", line.version);
         let url = self.content.url(&rel);
-        let download = self.content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
-        let text = hashed_manifest_text(download, bundle, &url, line.hash)?;
+        // A mirror whose manifest does not hash right is set aside; another is asked.
+        let text = self.content.each_mirror(|content| {
+            let url = content.url(&rel);
+            let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
+            hashed_manifest_text(download, bundle, &url, line.hash)
+        })?;
         let manifest =
             Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
                 name: url.clone(),
@@ -313,14 +319,27 @@ impl Chain {
         if let Some(staged) = reuse_staged(entry, &final_path)? {
             return Ok(staged);
         }
+        // A mirror whose bytes fail here is set aside and the file fetched from another.
+        self.content
+            .each_mirror(|content| Self::stage_from(content, entry, dir, bound, &final_path))
+    }
+
+    /// [`Chain::stage`] from one server.
+    fn stage_from(
+        content: &Source,
+        entry: &Entry,
+        dir: &Path,
+        bound: u64,
+        final_path: &Path,
+    ) -> Result<StagedFile> {
         let rel = format!("{}/files/{}.tar", entry.version, entry.hash);
-        let url = self.content.url(&rel);
+        let url = content.url(&rel);
         let bad = |reason: String| Error::Archive {
             what: url.clone(),
             reason,
         };
         let io = |e: std::io::Error| download_error(&url, e);
-        let download = self.content.open(&rel, archive::compressed_bound(bound))?;
+        let download = content.open(&rel, archive::compressed_bound(bound))?;
         let plain = Bounded::new(
             archive::decompress(download).map_err(io)?,
             bound + TAR_SLACK,
@@ -384,10 +403,10 @@ impl Chain {
             remove_any(&tmp)?;
             return Err(io(e));
         }
-        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
+        std::fs::rename(&tmp, final_path).map_err(|e| Error::io(final_path, e))?;
         // The identity is read after the rename, which updates the change time; the
         // staging area is private, so nobody else can have put another object there.
-        StagedFile::at(entry.hash, final_path)
+        StagedFile::at(entry.hash, final_path.to_path_buf())
     }
 }
 

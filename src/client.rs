@@ -18,6 +18,9 @@ use crate::source::{Source, SourceConfig};
 use crate::state::{JournalRecord, Lock, StateDir};
 use crate::{fsutil, version, Error, Result};
 
+mod fleet;
+pub use fleet::{Target, WaveStanding};
+
 /// Where swupd-compatible roots list their installed bundles.
 pub const BUNDLES_DIR: &str = "usr/share/clear/bundles";
 /// The bundle every root has.
@@ -45,6 +48,12 @@ pub struct Settings {
     pub fullfile_cap: u64,
     /// The `[slots]` table: where A/B images go; without it images are skipped.
     pub slots: Option<crate::config::Slots>,
+    /// The channel followed (its version URL is `<content>/channels/<name>`), if named.
+    pub channel: Option<String>,
+    /// Further content URLs serving the same webroot (docs/fleets.md).
+    pub mirrors: Vec<String>,
+    /// `--ignore-waves`: take the version a rollout schedule rolls out, whatever the wave.
+    pub ignore_waves: bool,
 }
 
 /// The outcome of an update.
@@ -165,7 +174,8 @@ impl<'o> Client<'o> {
                 settings.crl_path.as_deref(),
             )?)
         };
-        let content = Source::new(&settings.content_url, &settings.source)?;
+        let content =
+            Source::with_mirrors(&settings.content_url, &settings.mirrors, &settings.source)?;
         let mut version_cfg = settings.source.clone();
         if let Some(v) = version::installed(&settings.root)? {
             version_cfg
@@ -392,7 +402,13 @@ impl<'o> Client<'o> {
     pub fn update(&self, target: Option<u32>, download_only: bool) -> Result<Updated> {
         let target = match target {
             Some(v) => v,
-            None => self.chain.latest()?,
+            None => {
+                let fleet = self.fleet_target(true)?;
+                if let Some(wave) = &fleet.wave {
+                    self.info(wave.describe());
+                }
+                fleet.version
+            }
         };
         // Downloading only changes nothing in the root, so it leaves a journal alone.
         let pending = match download_only {
@@ -602,13 +618,13 @@ impl<'o> Client<'o> {
 
     /// `check-update`: the current version and the newest one on the server. With
     /// `--max-age`, the newest MoM must also be fresh, update or not.
-    pub fn check_update(&self) -> Result<(u32, u32)> {
+    pub fn check_update(&self) -> Result<(u32, Target)> {
         let current = self.current_version()?;
-        let latest = self.chain.latest()?;
+        let target = self.fleet_target(false)?;
         if self.settings.max_age_days.is_some() {
-            self.verified_mom(latest)?;
+            self.verified_mom(target.version)?;
         }
-        Ok((current, latest))
+        Ok((current, target))
     }
 
     /// Plans, validates, stages and installs the move from `old` to `new`. Returns `None`

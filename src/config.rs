@@ -29,6 +29,8 @@ pub struct Config {
     pub min_rate_window: Option<u64>,
     pub allow_insecure_http: Option<bool>,
     pub max_age: Option<u64>,
+    pub channel: Option<String>,
+    pub mirrors: Option<Vec<String>>,
     pub slots: Option<Slots>,
 }
 

@@ -32,6 +32,8 @@ pub mod manifest;
 pub mod plan;
 /// Progress events from the library to its user.
 pub mod progress;
+/// Staged rollouts: the signed schedule of waves and where a machine stands in it.
+pub mod rollout;
 /// PKCS#7 trust store, verify, sign.
 pub mod signature;
 /// The A/B slots from the config and which one is running.

@@ -12,6 +12,10 @@
 /// newline.
 pub const VERSION_FILE: u64 = 4096;
 
+/// A rollout schedule (`version/format<F>/rollout`): a few header lines and one short
+/// line per wave, at most 64 waves.
+pub const ROLLOUT: u64 = 8192;
+
 /// A detached DER PKCS#7 signature: a few KB with its embedded intermediates; 1 MiB
 /// leaves room for long chains and large keys.
 pub const SIGNATURE: u64 = 1 << 20;

@@ -95,6 +95,20 @@ pub struct Global {
     /// Config file (default ROOT/etc/chainup/config.toml)
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Follow channel NAME: the version URL becomes CONTENTURL/channels/NAME
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        conflicts_with = "versionurl"
+    )]
+    pub channel: Option<String>,
+    /// Another content URL serving the same webroot (repeatable)
+    #[arg(long = "mirror", global = true, value_name = "URL")]
+    pub mirrors: Vec<String>,
+    /// update, check-update: take a version being rolled out before this machine's wave
+    #[arg(long, global = true)]
+    pub ignore_waves: bool,
 }
 
 /// The subcommands.

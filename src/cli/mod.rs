@@ -103,17 +103,21 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             Ok(0)
         }
         Command::CheckUpdate => {
-            let (current, latest) = client.check_update()?;
+            let (current, target) = client.check_update()?;
+            let latest = target.version;
             let newer = latest > current;
-            let text = if newer {
+            let mut text = if newer {
                 format!("Update available: version {latest} (current {current})")
             } else {
                 format!("No update available (current {current}, server {latest})")
             };
-            out.record(
-                &text,
-                json!({"type": "info", "msg": text, "current": current, "latest": latest}),
-            );
+            let mut record = json!({"type": "info", "current": current, "latest": latest, "signed_latest": target.latest});
+            if let Some(wave) = &target.wave {
+                text = format!("{text}; {}", wave.describe());
+                record["rollout"] = rollout_json(wave);
+            }
+            record["msg"] = json!(text);
+            out.record(&text, record);
             Ok(if newer { 0 } else { 1 })
         }
         Command::BundleAdd { bundles } => {
@@ -182,6 +186,18 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             unreachable!("handled before")
         }
     }
+}
+
+/// A machine's place in a rollout, for `--json-output`.
+fn rollout_json(wave: &crate::client::WaveStanding) -> serde_json::Value {
+    use crate::rollout::Standing;
+    let (n, start, state) = match wave.standing {
+        Standing::Started { wave } => (wave, None, "started"),
+        Standing::Waiting { wave, start } => (wave, Some(start), "waiting"),
+        Standing::Halted { wave } => (wave, None, "halted"),
+    };
+    json!({"channel": wave.channel, "version": wave.version, "wave": n, "waves": wave.waves,
+           "state": state, "wave_start": start, "ignored": wave.ignored})
 }
 
 fn report(out: &Output, updated: Updated) {
@@ -302,6 +318,21 @@ fn info(g: &Global, out: &Output) -> Result<i32> {
             show(server.as_ref().map(|s| s.version_url.clone()))
         ),
         format!(
+            "Channel: {}",
+            server
+                .as_ref()
+                .and_then(|s| s.channel.clone())
+                .unwrap_or_else(|| "(none: the version URL's own latest)".into())
+        ),
+        format!(
+            "Mirrors: {}",
+            server
+                .as_ref()
+                .map(|s| s.mirrors.join(", "))
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "(none)".into())
+        ),
+        format!(
             "Format: {}",
             show(server.as_ref().map(|s| s.format.to_string()))
         ),
@@ -352,12 +383,16 @@ pub fn settings(g: &Global) -> Result<Settings> {
                 "no content URL: give -u/--url or -c/--contenturl, or set url in the config".into(),
             )
         })?;
-    let version_url = g
-        .versionurl
-        .clone()
-        .or(config.versionurl.clone())
-        .or(url)
-        .unwrap_or_else(|| content_url.clone());
+    let channel = channel(g, &config, &root)?;
+    let version_url = match &channel {
+        Some(name) => format!("{}/channels/{name}", content_url.trim_end_matches('/')),
+        None => g
+            .versionurl
+            .clone()
+            .or(config.versionurl.clone())
+            .or(url)
+            .unwrap_or_else(|| content_url.clone()),
+    };
     let format = match g.format.or(config.format) {
         Some(f) => f,
         None => format_from_root(&root)?.unwrap_or(DEFAULT_FORMAT),
@@ -384,6 +419,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
             "--min-rate-window {window} must be between 1 and 3600 seconds"
         )));
     }
+    let mirrors = mirrors(g, &config, &root)?;
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
         ca_file: g.cacert.clone().or(config.cacert.clone()),
@@ -410,8 +446,51 @@ pub fn settings(g: &Global) -> Result<Settings> {
         allow_downgrade: g.allow_downgrade,
         max_age_days: g.max_age.or(config.max_age),
         fullfile_cap: crate::limits::FULLFILE,
+        mirrors,
+        channel,
+        ignore_waves: g.ignore_waves,
         slots: config.slots.clone(),
     })
+}
+
+/// The channel: `--channel`, else the config's `channel` (which a `-v` on the command
+/// line overrides, and a `versionurl` in the same config contradicts).
+fn channel(g: &Global, config: &Config, root: &Path) -> Result<Option<String>> {
+    let name = match (&g.channel, &config.channel) {
+        (Some(name), _) => name.clone(),
+        (None, Some(_)) if g.versionurl.is_some() => return Ok(None),
+        (None, Some(name)) if config.versionurl.is_some() => {
+            return Err(Error::Config {
+                path: g.config.clone().unwrap_or_else(|| root.join(CONFIG_PATH)),
+                reason: format!("channel {name:?} and versionurl both name the version URL"),
+            })
+        }
+        (None, Some(name)) => name.clone(),
+        (None, None) => return Ok(None),
+    };
+    crate::rollout::check_channel(&name).map_err(Error::Usage)?;
+    Ok(Some(name))
+}
+
+/// Further content URLs: swupd's `ROOT/etc/swupd/mirror_contenturl`, the config's
+/// `mirrors`, then each `--mirror`.
+fn mirrors(g: &Global, config: &Config, root: &Path) -> Result<Vec<String>> {
+    let path = root.join("etc/swupd/mirror_contenturl");
+    let mut out = match std::fs::read_to_string(&path) {
+        Ok(t) => t
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    out.extend(config.mirrors.iter().flatten().cloned());
+    out.extend(g.mirrors.iter().cloned());
+    Ok(out)
 }
 
 /// `-W` over the config's `max-parallel-downloads` over swupd's 15, within 1 to

@@ -8,6 +8,7 @@
 mod file;
 mod http;
 mod limit;
+mod mirrors;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -93,6 +94,8 @@ pub struct Source {
     transport: Arc<dyn Transport>,
     retries: u32,
     retry_delay: Duration,
+    /// With several content URLs: the mirrors every download goes through.
+    mirrors: Option<Arc<mirrors::Mirrors>>,
 }
 
 impl fmt::Debug for Source {
@@ -134,7 +137,64 @@ impl Source {
             transport,
             retries,
             retry_delay: cfg.retry_delay,
+            mirrors: None,
         })
+    }
+
+    /// A source over `base_url` and `mirrors` (source/mirrors.rs); without mirrors, the
+    /// same as [`Source::new`]. With several, a failing mirror is not retried: the next
+    /// one is tried at once, which is what makes a dead mirror cost nothing.
+    pub fn with_mirrors(base_url: &str, mirrors: &[String], cfg: &SourceConfig) -> Result<Source> {
+        let mut urls = vec![base_url.trim_end_matches('/')];
+        for m in mirrors {
+            let m = m.trim_end_matches('/');
+            if !urls.contains(&m) {
+                urls.push(m);
+            }
+        }
+        let mut primary = Source::new(base_url, cfg)?;
+        if urls.len() == 1 {
+            return Ok(primary);
+        }
+        let members = urls
+            .iter()
+            .map(|u| {
+                let mut s = Source::new(u, cfg)?;
+                s.retries = 0;
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        primary.mirrors = Some(Arc::new(mirrors::Mirrors::new(members)));
+        Ok(primary)
+    }
+
+    /// The base URLs downloads go to (one, or every mirror).
+    pub fn mirror_urls(&self) -> Vec<String> {
+        match &self.mirrors {
+            Some(m) => m.bases(),
+            None => vec![self.base.clone()],
+        }
+    }
+
+    /// The mirrors set aside in this run, with the reason.
+    pub fn mirrors_set_aside(&self) -> Vec<(String, String)> {
+        self.mirrors
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.set_aside())
+    }
+
+    /// Runs `attempt` against one healthy mirror after another until it succeeds or fails
+    /// for a reason no mirror changes; a mirror it fails on is set aside for the run. For
+    /// work that consumes a download and checks it (staging a fullfile against its hash).
+    /// Without mirrors, `attempt` runs once against this source.
+    pub fn each_mirror<T>(&self, attempt: impl FnMut(&Source) -> Result<T>) -> Result<T> {
+        match &self.mirrors {
+            Some(m) => m.each(attempt),
+            None => {
+                let mut attempt = attempt;
+                attempt(self)
+            }
+        }
     }
 
     /// The URL of `rel` under the base.
@@ -147,6 +207,9 @@ impl Source {
     /// are retried with backoff and resumed with an HTTP Range request from the current
     /// offset, invisibly to the consumer. 404, 403 and the like are not retried.
     pub fn open(&self, rel: &str, limit: u64) -> Result<Download> {
+        if let Some(m) = &self.mirrors {
+            return m.each(|mirror| mirror.open(rel, limit));
+        }
         let url = self.url(rel);
         check_rel(&url, rel)?;
         let mut resume = Resume {
@@ -185,6 +248,24 @@ impl Source {
             .read_to_end(&mut out)
             .map_err(|e| download_error(&download.url, e))?;
         Ok(out)
+    }
+}
+
+impl Source {
+    /// Like [`Source::fetch`], but `None` when the server says the object does not exist
+    /// (HTTP 404 or 410, a missing file), for objects that are optional.
+    pub fn fetch_if_exists(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        match self.fetch(rel, limit) {
+            Ok(data) => Ok(Some(data)),
+            Err(Error::Download { reason, .. })
+                if reason == "not found"
+                    || reason.starts_with("HTTP 404")
+                    || reason.starts_with("HTTP 410") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

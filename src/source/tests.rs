@@ -175,6 +175,7 @@ fn scripted(retries: u32, steps: Vec<Step>) -> (Source, Arc<Script>) {
         transport: Arc::clone(&script) as Arc<dyn Transport>,
         retries,
         retry_delay: Duration::from_millis(1),
+        mirrors: None,
     };
     (source, script)
 }

@@ -4,6 +4,7 @@ mod chunker;
 mod diff;
 mod fullfile;
 mod previous;
+mod promote;
 mod publish;
 mod release;
 mod sign;
@@ -100,6 +101,21 @@ struct Args {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // `promote` is a subcommand of its own; without it the arguments publish a release,
+    // as they always have.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "promote") {
+        let args = promote::Args::parse_from(std::env::args_os().skip(1));
+        return match promote::run(args) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chainup-publish promote: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // clap exits 2 on a usage error and 0 for --help.
     let args = Args::parse();
     match run(args) {
