@@ -54,6 +54,11 @@ pub const XZ_DECODER_MEMORY: u64 = 65 << 20;
 /// (900 KB blocks, under 4 MiB of decoder state) are bounded by their formats.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 26;
 
+/// A file made or used by a bsdiff delta: libbsdiff refuses larger ones
+/// (`BSDIFF_MAX_FILESZ`), so no publisher makes such deltas, and a delta header claiming
+/// more is refused before anything is allocated or written.
+pub const DELTA_FILE: u64 = 512 << 20;
+
 /// Most downloads at a time (`-W`, `max-parallel-downloads`): each is a thread with its
 /// own connection, buffers and decoder (up to `XZ_DECODER_MEMORY`), so the count must not
 /// be the server's or a typo's to choose. swupd defaults to 15 and documents no maximum;
