@@ -1,7 +1,9 @@
 //! chainup-publish: release trees -> signed, swupd-compatible webroot.
 
+mod delta;
 mod diff;
 mod fullfile;
+mod pack;
 mod previous;
 mod publish;
 mod release;
@@ -90,6 +92,11 @@ struct Args {
     /// Compression of file fullfiles (directories and symlinks are always gzip, unless none).
     #[arg(long, value_enum, default_value_t = Compression::Zstd)]
     compression: Compression,
+
+    /// Write delta packs (pack-<bundle>-from-<old>.tar) from the bundle versions of this
+    /// many earlier releases; 0 writes only zero packs.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    delta_packs: u32,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +138,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         sign,
         images: args.image,
         compression: args.compression,
+        delta_packs: args.delta_packs,
     })?;
     for b in &summary.dropped {
         eprintln!("chainup-publish: warning: bundle {b:?} is no longer defined; it is left out of the Manifest.MoM");
