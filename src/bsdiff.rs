@@ -326,17 +326,8 @@ pub fn apply(
     }
     let [c, d, _] = header.lengths;
     let starts = [header.offset, header.offset + c, header.offset + c + d];
-    let mut blocks = Vec::with_capacity(3);
-    for i in 0..3 {
-        blocks.push(Block::open(
-            delta,
-            starts[i],
-            header.lengths[i],
-            header.encodings[i],
-        )?);
-    }
-    let [mut control, mut diff, mut extra]: [Block; 3] =
-        blocks.try_into().map_err(|_| invalid("three blocks"))?;
+    let open = |i: usize| Block::open(delta, starts[i], header.lengths[i], header.encodings[i]);
+    let (mut control, mut diff, mut extra) = (open(0)?, open(1)?, open(2)?);
     let (new_size, old_size) = (header.new_size as i128, old_size as i128);
     let (mut new_pos, mut old_pos) = (0i128, 0i128);
     let mut buf = vec![0u8; CHUNK];
