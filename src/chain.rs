@@ -19,9 +19,11 @@ use crate::version;
 use crate::{Error, Result};
 
 pub(crate) mod image;
+mod pack;
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
+pub use pack::{FromFile, PackJob, PackOutcome};
 
 /// Largest signature file accepted (the caps and their reasons are in `limits`).
 const MAX_SIG_BYTES: u64 = limits::SIGNATURE;
@@ -70,6 +72,8 @@ pub struct StagedFile {
     identity: (u64, u64, i64, i64),
     /// The verified target of a symlink (held here, so placing it reads nothing back).
     link_target: Option<PathBuf>,
+    /// Bytes downloaded for it as a fullfile (0 when reused, or made from a pack).
+    fetched: u64,
 }
 
 impl VerifiedMom {
@@ -130,6 +134,11 @@ impl StagedFile {
         &self.meta
     }
 
+    /// Bytes its fullfile took on the wire (0 if it came another way).
+    pub fn fetched(&self) -> u64 {
+        self.fetched
+    }
+
     /// The verified target, for a symlink.
     pub fn link_target(&self) -> Option<&Path> {
         self.link_target.as_deref()
@@ -175,6 +184,7 @@ impl StagedFile {
             meta: Meta::from_metadata(&md),
             link_target,
             path,
+            fetched: 0,
         })
     }
 }
@@ -318,9 +328,9 @@ impl Chain {
             reason,
         };
         let io = |e: std::io::Error| download_error(&url, e);
-        let download = self.content.open(&rel, archive::compressed_bound(bound))?;
+        let mut download = self.content.open(&rel, archive::compressed_bound(bound))?;
         let plain = Bounded::new(
-            archive::decompress(download).map_err(io)?,
+            archive::decompress(&mut download).map_err(io)?,
             bound + TAR_SLACK,
             "its unpacked content",
         );
@@ -385,7 +395,9 @@ impl Chain {
         std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
         // The identity is read after the rename, which updates the change time; the
         // staging area is private, so nobody else can have put another object there.
-        StagedFile::at(entry.hash, final_path)
+        let mut staged = StagedFile::at(entry.hash, final_path)?;
+        staged.fetched = download.bytes_read();
+        Ok(staged)
     }
 }
 

@@ -18,6 +18,8 @@ use crate::source::{Source, SourceConfig};
 use crate::state::{JournalRecord, Lock, StateDir};
 use crate::{fsutil, version, Error, Result};
 
+mod packs;
+
 /// Where swupd-compatible roots list their installed bundles.
 pub const BUNDLES_DIR: &str = "usr/share/clear/bundles";
 /// The bundle every root has.
@@ -120,6 +122,8 @@ struct Installed {
     version: Option<u32>,
     bundles: Vec<String>,
     files: FileSet,
+    /// The installed bundles' manifest versions (which packs apply).
+    versions: std::collections::BTreeMap<String, u32>,
     /// Config files an interrupted install placed, with their hashes.
     placed: std::collections::BTreeMap<String, crate::hash::Hash>,
 }
@@ -372,14 +376,19 @@ impl<'o> Client<'o> {
                     })
                     .cloned()
                     .collect();
-                FileSet::from_manifests(&self.resolve(&mom, &known, false)?)
+                let manifests = self.resolve(&mom, &known, false)?;
+                (
+                    FileSet::from_manifests(&manifests),
+                    manifest_versions(&manifests),
+                )
             }
-            None => FileSet::default(),
+            None => Default::default(),
         };
         Ok(Installed {
             version,
             bundles: bundles.to_vec(),
-            files,
+            files: files.0,
+            versions: files.1,
             ..Installed::default()
         })
     }
@@ -508,6 +517,7 @@ impl<'o> Client<'o> {
             version: Some(current),
             bundles: installed.clone(),
             files: FileSet::from_manifests(&old_manifests),
+            versions: manifest_versions(&old_manifests),
             ..Installed::default()
         };
         let mut all = installed;
@@ -651,7 +661,13 @@ impl<'o> Client<'o> {
         let staging = self.state.staged()?;
         fsutil::ensure_space(&staging, space)?;
         let bound = self.content_bound(new);
-        let staged = self.stage_all(&txn.needed(), &staging, bound)?;
+        let staged = self.stage_content(
+            &txn.needed(),
+            &staging,
+            bound,
+            (&old.versions, &old.files),
+            new,
+        )?;
         if download_only {
             return Ok(None);
         }
@@ -798,6 +814,14 @@ impl<'o> Client<'o> {
         self.observer.event(Event::PhaseDone);
         Ok(staged?.into_iter().map(|s| (s.hash(), s)).collect())
     }
+}
+
+/// Each manifest's bundle name and version.
+fn manifest_versions(manifests: &[VerifiedManifest]) -> std::collections::BTreeMap<String, u32> {
+    manifests
+        .iter()
+        .map(|m| (m.name().to_string(), m.manifest().header.version))
+        .collect()
 }
 
 /// Adds manifests not already in `base` (by name), keeping name order.
