@@ -152,6 +152,7 @@ impl Chain {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // one call site; the state of one read
     fn read_pack(
         &self,
         job: &PackJob,

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ struct Shared {
     tls: Option<SslAcceptor>,
     stop: AtomicBool,
     connections: AtomicUsize,
+    /// Bytes written to clients (headers and bodies) since the log was last cleared.
+    sent: AtomicU64,
     log: Mutex<Vec<Request>>,
     faults: Mutex<Vec<(String, Fault)>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -139,6 +141,7 @@ impl Server {
             tls,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
             log: Mutex::default(),
             faults: Mutex::default(),
             threads: Mutex::default(),
@@ -174,9 +177,15 @@ impl Server {
         lock(&self.shared.log).clone()
     }
 
-    /// Forgets the requests so far.
+    /// Forgets the requests (and the bytes sent) so far.
     pub fn clear_log(&self) {
         lock(&self.shared.log).clear();
+        self.shared.sent.store(0, Ordering::SeqCst);
+    }
+
+    /// Bytes sent to clients since the log was last cleared.
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::SeqCst)
     }
 
     /// How many requests asked for exactly `path`.
@@ -456,6 +465,7 @@ impl Conn<'_> {
             match self.stream.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    self.shared.sent.fetch_add(n as u64, Ordering::SeqCst);
                     data = &data[n..];
                     last = Instant::now();
                 }
