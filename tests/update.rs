@@ -26,7 +26,7 @@ fn os_install_then_update_matches_the_published_trees() {
     );
     std::fs::remove_file(w.tree(20, "editors").join("usr/bin/vim")).unwrap();
     w.file(20, "editors", "/usr/bin/nano", b"nano\n", 0o755);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
 
     ok(w.chainup(&["os-install", "-V", "10", "-B", "editors"]));
     assert_eq!(
@@ -112,7 +112,7 @@ fn flow_world() -> World {
     if fixture::is_root() {
         w.chown(20, "os-core", "/usr/share/owned/later", 1000, 201);
     }
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
 
     w.derive(20, 30);
     w.remove(30, "os-core", "/usr/share/f2d");
@@ -250,7 +250,7 @@ fn check_update_says_yes_then_no() {
     assert!(text(&out).contains("No update available"), "{}", text(&out));
 
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = w.chainup(&["check-update"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("version 20"), "{}", text(&out));
@@ -281,7 +281,7 @@ fn json_output_is_one_array_with_start_end_and_status() {
     w.sample(10);
     ok(w.publish(10, &[]));
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = ok(w.chainup(&["os-install", "-V", "10", "--json-output"]));
     json_events(&out, "os-install");
 
@@ -334,7 +334,7 @@ fn interrupted_world() -> (World, String) {
     w.derive(10, 20);
     w.change_hello(20);
     w.remove(20, "os-core", "/usr/share/olddir");
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let (_, hash, version) = w.entry(20, "os-core", "/usr/bin/hello");
     (w, format!("/{version}/files/{hash}.tar"))
 }
@@ -507,7 +507,7 @@ fn a_stray_bundle_marker_does_not_block_the_update() {
     w.install_sample();
     std::fs::write(w.root.join("usr/share/clear/bundles/no-such-bundle"), b"").unwrap();
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = ok(w.chainup(&["update"]));
     assert!(text(&out).contains("no-such-bundle"), "{}", text(&out));
     assert!(std::fs::read_to_string(w.root.join("usr/lib/os-release"))
