@@ -19,10 +19,12 @@ use crate::version;
 use crate::{Error, Result};
 
 pub(crate) mod image;
+mod manifest_delta;
 mod pack;
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
+pub use manifest_delta::{DeltaMiss, ManifestText};
 pub use pack::{FromFile, PackJob, PackOutcome};
 
 /// Largest signature file accepted (the caps and their reasons are in `limits`).
@@ -57,6 +59,8 @@ pub struct VerifiedMom {
 pub struct VerifiedManifest {
     name: String,
     manifest: Manifest,
+    /// The text that hashed right (the base for manifest deltas).
+    text: std::sync::Arc<[u8]>,
 }
 
 /// A fullfile in the staging area whose content and metadata hashed to its manifest hash.
@@ -114,6 +118,7 @@ impl VerifiedManifest {
         VerifiedManifest {
             name: name.into(),
             manifest,
+            text: Vec::new().into(),
         }
     }
 }
@@ -293,24 +298,7 @@ impl Chain {
         let url = self.content.url(&rel);
         let download = self.content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
         let text = hashed_manifest_text(download, bundle, &url, line.hash)?;
-        let manifest =
-            Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
-                name: url.clone(),
-                source,
-            })?;
-        if manifest.header.version != line.version {
-            return Err(Error::Mom {
-                version: mom.version(),
-                reason: format!(
-                    "{url} says version {} but the MoM lists {}",
-                    manifest.header.version, line.version
-                ),
-            });
-        }
-        Ok(VerifiedManifest {
-            name: bundle.to_string(),
-            manifest,
-        })
+        hashed_manifest(mom, bundle, &url, text)
     }
 
     /// Step 3: a fullfile, streamed from the server through decompression and the hash
@@ -404,6 +392,38 @@ impl Chain {
 fn identity(md: &std::fs::Metadata) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
     (md.dev(), md.ino(), md.ctime(), md.ctime_nsec())
+}
+
+/// Parses the text of `bundle` that hashed to its MoM line (fetched from `url`), and
+/// checks it names the version the line gives.
+fn hashed_manifest(
+    mom: &VerifiedMom,
+    bundle: &str,
+    url: &str,
+    text: Vec<u8>,
+) -> Result<VerifiedManifest> {
+    let line = mom
+        .bundle(bundle)
+        .ok_or_else(|| Error::UnknownBundle(bundle.to_string()))?;
+    let manifest =
+        Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
+            name: url.to_string(),
+            source,
+        })?;
+    if manifest.header.version != line.version {
+        return Err(Error::Mom {
+            version: mom.version(),
+            reason: format!(
+                "{url} says version {} but the MoM lists {}",
+                manifest.header.version, line.version
+            ),
+        });
+    }
+    Ok(VerifiedManifest {
+        name: bundle.to_string(),
+        manifest,
+        text: text.into(),
+    })
 }
 
 /// The text of a bundle manifest whose swupd hash (text plus the metadata its tar

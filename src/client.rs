@@ -18,6 +18,7 @@ use crate::source::{Source, SourceConfig};
 use crate::state::{JournalRecord, Lock, StateDir};
 use crate::{fsutil, version, Error, Result};
 
+mod manifests;
 mod packs;
 
 /// Where swupd-compatible roots list their installed bundles.
@@ -135,6 +136,8 @@ pub struct Client<'o> {
     state: StateDir,
     chain: Chain,
     observer: &'o dyn Observer,
+    /// Manifest texts verified in this run, the bases for manifest deltas.
+    manifest_texts: manifests::ManifestTexts,
 }
 
 impl<'o> Client<'o> {
@@ -185,6 +188,7 @@ impl<'o> Client<'o> {
             state,
             chain,
             observer,
+            manifest_texts: Default::default(),
         })
     }
 
@@ -268,7 +272,7 @@ impl<'o> Client<'o> {
             if !done.insert(name.clone()) {
                 continue;
             }
-            let m = self.chain.manifest(mom, &name)?;
+            let m = self.manifest(mom, &name)?;
             let header = &m.manifest().header;
             todo.extend(header.includes.iter().cloned());
             if also_add {

@@ -347,3 +347,70 @@ fn packs_in_mixers_layout_from_an_independent_generator_are_applied() {
         assert_eq!(w.server.hits(&format!("/20/files/{h}.tar")), 0, "{h}");
     }
 }
+
+/// Release 10 installed with 300 small files, 20 and 30 published with a few of them
+/// changed each time (so os-core's manifests differ by a few lines).
+fn manifest_world() -> World {
+    let w = World::on_tmpfs();
+    releases(&w, 300, 512, 30);
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.derive(20, 30);
+    w.file(
+        30,
+        "os-core",
+        "/usr/lib/data/0001",
+        b"changed in 30\n",
+        0o644,
+    );
+    ok(w.publish(30, &[]));
+    w
+}
+
+#[test]
+fn an_update_reads_the_manifest_delta_instead_of_the_manifest() {
+    let w = manifest_world();
+    let delta = "/20/Manifest-os-core-delta-from-10";
+    let tar = w.web("20/Manifest.os-core.tar");
+    let tar_size = std::fs::metadata(&tar).unwrap().len();
+    assert!(
+        std::fs::metadata(w.web(&delta[1..])).unwrap().len() < tar_size,
+        "the publisher writes manifest deltas where they pay"
+    );
+    w.server.clear_log();
+    let out = ok(w.chainup(&["update", "-V", "20"]));
+    assert_eq!(w.server.hits(delta), 1, "{}", stderr(&out));
+    assert_eq!(w.server.hits("/20/Manifest.os-core.tar"), 0);
+    assert!(!stderr(&out).contains("manifest delta"), "{}", stderr(&out));
+    assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 20, &["os-core"]));
+    ok(w.chainup(&["diagnose"]));
+}
+
+#[test]
+fn a_manifest_delta_that_does_not_give_the_manifest_falls_back_to_the_tar() {
+    // A well-formed delta from the same text to another release's (it applies, and the
+    // result fails the MoM's hash), and one whose header is not a Clear delta's.
+    for (case, why) in [
+        ("another text", "its result hashes to"),
+        ("broken header", "not a BSDIFF4U or BSDIFF4V delta"),
+    ] {
+        let w = manifest_world();
+        let delta = w.web("20/Manifest-os-core-delta-from-10");
+        if case == "another text" {
+            std::fs::copy(w.web("30/Manifest-os-core-delta-from-10"), &delta).unwrap();
+        } else {
+            let mut broken = std::fs::read(&delta).unwrap();
+            broken[..8].copy_from_slice(b"BSDIFF40");
+            std::fs::write(&delta, broken).unwrap();
+        }
+        w.server.clear_log();
+        let out = ok(w.chainup(&["update", "-V", "20"]));
+        assert!(
+            stderr(&out).contains("manifest delta cannot be used") && stderr(&out).contains(why),
+            "{case}: {}",
+            stderr(&out)
+        );
+        assert_eq!(w.server.hits("/20/Manifest-os-core-delta-from-10"), 1);
+        assert_eq!(w.server.hits("/20/Manifest.os-core.tar"), 1, "{case}");
+        assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 20, &["os-core"]));
+    }
+}

@@ -387,9 +387,10 @@ fn apply_member(
     }
 }
 
-struct HashingWriter<W> {
-    out: W,
-    hasher: Hasher,
+/// Hashes what it writes (a delta's output, checked before it is trusted).
+pub(super) struct HashingWriter<W> {
+    pub(super) out: W,
+    pub(super) hasher: Hasher,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
