@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # serve.sh DIR WORKDIR: serves DIR over HTTP on 127.0.0.1 for a benchmark, with nginx when
 # it is installed (apt-get install nginx-light), else python3's http.server, and prints
-# "URL PID". The server stops when PID is killed.
+# "URL PID". The server stops when PID is killed. nginx logs each response's path and
+# bytes on the wire (headers included) to WORKDIR/nginx/access.log.
 set -euo pipefail
 dir=$(realpath "$1")
 work=$2
@@ -16,7 +17,8 @@ pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 1024; }
 http {
-    access_log off;
+    log_format wire '\$request_uri \$bytes_sent';
+    access_log $work/nginx/access.log wire;
     sendfile on;
     keepalive_requests 100000;
     client_body_temp_path $work/nginx;
