@@ -21,9 +21,13 @@ use crate::{Error, Result};
 pub(crate) mod chunks;
 pub(crate) mod image;
 pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};
+mod manifest_delta;
+mod pack;
 pub use image::{
     Block, CopyCheck, ImageStream, StagedImage, VerifiedImage, BLOCK_ALIGN, IMAGE_BUF,
 };
+pub use manifest_delta::{DeltaMiss, ManifestText};
+pub use pack::{FromFile, PackJob, PackOutcome};
 mod rollout;
 pub use rollout::VerifiedSchedule;
 
@@ -59,6 +63,8 @@ pub struct VerifiedMom {
 pub struct VerifiedManifest {
     name: String,
     manifest: Manifest,
+    /// The text that hashed right (the base for manifest deltas).
+    text: std::sync::Arc<[u8]>,
 }
 
 /// A fullfile in the staging area whose content and metadata hashed to its manifest hash.
@@ -74,6 +80,8 @@ pub struct StagedFile {
     identity: (u64, u64, i64, i64),
     /// The verified target of a symlink (held here, so placing it reads nothing back).
     link_target: Option<PathBuf>,
+    /// Bytes downloaded for it as a fullfile (0 when reused, or made from a pack).
+    fetched: u64,
 }
 
 impl VerifiedMom {
@@ -114,6 +122,7 @@ impl VerifiedManifest {
         VerifiedManifest {
             name: name.into(),
             manifest,
+            text: Vec::new().into(),
         }
     }
 }
@@ -132,6 +141,11 @@ impl StagedFile {
     /// Its type, owner and mode, as hashed.
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// Bytes its fullfile took on the wire (0 if it came another way).
+    pub fn fetched(&self) -> u64 {
+        self.fetched
     }
 
     /// The verified target, for a symlink.
@@ -179,6 +193,7 @@ impl StagedFile {
             meta: Meta::from_metadata(&md),
             link_target,
             path,
+            fetched: 0,
         })
     }
 }
@@ -291,24 +306,7 @@ impl Chain {
             let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
             hashed_manifest_text(download, bundle, &url, line.hash)
         })?;
-        let manifest =
-            Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
-                name: url.clone(),
-                source,
-            })?;
-        if manifest.header.version != line.version {
-            return Err(Error::Mom {
-                version: mom.version(),
-                reason: format!(
-                    "{url} says version {} but the MoM lists {}",
-                    manifest.header.version, line.version
-                ),
-            });
-        }
-        Ok(VerifiedManifest {
-            name: bundle.to_string(),
-            manifest,
-        })
+        hashed_manifest(mom, bundle, &url, text)
     }
 
     /// Step 3: a fullfile, streamed from the server through decompression and the hash
@@ -339,9 +337,9 @@ impl Chain {
             reason,
         };
         let io = |e: std::io::Error| download_error(&url, e);
-        let download = content.open(&rel, archive::compressed_bound(bound))?;
+        let mut download = content.open(&rel, archive::compressed_bound(bound))?;
         let plain = Bounded::new(
-            archive::decompress(download).map_err(io)?,
+            archive::decompress(&mut download).map_err(io)?,
             bound + TAR_SLACK,
             "its unpacked content",
         );
@@ -406,13 +404,47 @@ impl Chain {
         std::fs::rename(&tmp, final_path).map_err(|e| Error::io(final_path, e))?;
         // The identity is read after the rename, which updates the change time; the
         // staging area is private, so nobody else can have put another object there.
-        StagedFile::at(entry.hash, final_path.to_path_buf())
+        let mut staged = StagedFile::at(entry.hash, final_path.to_path_buf())?;
+        staged.fetched = download.bytes_read();
+        Ok(staged)
     }
 }
 
 fn identity(md: &std::fs::Metadata) -> (u64, u64, i64, i64) {
     use std::os::unix::fs::MetadataExt;
     (md.dev(), md.ino(), md.ctime(), md.ctime_nsec())
+}
+
+/// Parses the text of `bundle` that hashed to its MoM line (fetched from `url`), and
+/// checks it names the version the line gives.
+fn hashed_manifest(
+    mom: &VerifiedMom,
+    bundle: &str,
+    url: &str,
+    text: Vec<u8>,
+) -> Result<VerifiedManifest> {
+    let line = mom
+        .bundle(bundle)
+        .ok_or_else(|| Error::UnknownBundle(bundle.to_string()))?;
+    let manifest =
+        Manifest::parse(&text, manifest::Kind::Bundle).map_err(|source| Error::Manifest {
+            name: url.to_string(),
+            source,
+        })?;
+    if manifest.header.version != line.version {
+        return Err(Error::Mom {
+            version: mom.version(),
+            reason: format!(
+                "{url} says version {} but the MoM lists {}",
+                manifest.header.version, line.version
+            ),
+        });
+    }
+    Ok(VerifiedManifest {
+        name: bundle.to_string(),
+        manifest,
+        text: text.into(),
+    })
 }
 
 /// The text of a bundle manifest whose swupd hash (text plus the metadata its tar

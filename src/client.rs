@@ -20,6 +20,8 @@ use crate::{fsutil, version, Error, Result};
 
 mod fleet;
 pub use fleet::{Target, WaveStanding};
+mod manifests;
+mod packs;
 
 /// Where swupd-compatible roots list their installed bundles.
 pub const BUNDLES_DIR: &str = "usr/share/clear/bundles";
@@ -131,6 +133,8 @@ struct Installed {
     files: FileSet,
     /// The signed content size of those bundles, 0 when unknown.
     contentsize: u64,
+    /// The installed bundles' manifest versions (which packs apply).
+    versions: std::collections::BTreeMap<String, u32>,
     /// Config files an interrupted install placed, with their hashes.
     placed: std::collections::BTreeMap<String, crate::hash::Hash>,
 }
@@ -142,6 +146,8 @@ pub struct Client<'o> {
     state: StateDir,
     chain: Chain,
     observer: &'o dyn Observer,
+    /// Manifest texts verified in this run, the bases for manifest deltas.
+    manifest_texts: manifests::ManifestTexts,
 }
 
 impl<'o> Client<'o> {
@@ -193,6 +199,7 @@ impl<'o> Client<'o> {
             state,
             chain,
             observer,
+            manifest_texts: Default::default(),
         })
     }
 
@@ -276,7 +283,7 @@ impl<'o> Client<'o> {
             if !done.insert(name.clone()) {
                 continue;
             }
-            let m = self.chain.manifest(mom, &name)?;
+            let m = self.manifest(mom, &name)?;
             let header = &m.manifest().header;
             todo.extend(header.includes.iter().cloned());
             if also_add {
@@ -385,15 +392,20 @@ impl<'o> Client<'o> {
                     .cloned()
                     .collect();
                 let manifests = self.resolve(&mom, &known, false)?;
-                (FileSet::from_manifests(&manifests), total_size(&manifests))
+                (
+                    FileSet::from_manifests(&manifests),
+                    total_size(&manifests),
+                    manifest_versions(&manifests),
+                )
             }
-            None => (FileSet::default(), 0),
+            None => Default::default(),
         };
         Ok(Installed {
             version,
             bundles: bundles.to_vec(),
             files: files.0,
             contentsize: files.1,
+            versions: files.2,
             ..Installed::default()
         })
     }
@@ -531,6 +543,7 @@ impl<'o> Client<'o> {
             version: Some(current),
             bundles: installed.clone(),
             files: FileSet::from_manifests(&old_manifests),
+            versions: manifest_versions(&old_manifests),
             ..Installed::default()
         };
         let mut all = installed;
@@ -674,7 +687,13 @@ impl<'o> Client<'o> {
         let staging = self.state.staged()?;
         fsutil::ensure_space(&staging, space)?;
         let bound = self.content_bound(new);
-        let staged = self.stage_all(&txn.needed(), &staging, bound)?;
+        let staged = self.stage_content(
+            &txn.needed(),
+            &staging,
+            bound,
+            (&old.versions, &old.files),
+            new,
+        )?;
         if download_only {
             return Ok(None);
         }
@@ -833,6 +852,14 @@ fn total_size(manifests: &[VerifiedManifest]) -> u64 {
         .iter()
         .map(|m| m.manifest().header.contentsize)
         .sum()
+}
+
+/// Each manifest's bundle name and version.
+fn manifest_versions(manifests: &[VerifiedManifest]) -> std::collections::BTreeMap<String, u32> {
+    manifests
+        .iter()
+        .map(|m| (m.name().to_string(), m.manifest().header.version))
+        .collect()
 }
 
 /// Adds manifests not already in `base` (by name), keeping name order.

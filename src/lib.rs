@@ -2,6 +2,8 @@
 
 /// Compression detection, bounded readers and manifest tars.
 pub mod archive;
+/// Clear Linux's bsdiff delta container: parse, apply (streaming), encode.
+pub mod bsdiff;
 /// Verify MoM -> manifests -> files; yields only verified types.
 pub mod chain;
 /// The chunk index of a core image and the chunk store: one format for both sides.

@@ -41,6 +41,11 @@ pub const MANIFEST_DOWNLOAD: u64 = compressed_bound(MANIFEST_TEXT);
 /// into the MoM tar) beyond a bounded payload.
 pub const TAR_SLACK: u64 = 64 * 1024;
 
+/// What one member of a pack may add to it beyond its content: its header, a GNU long-name
+/// header with the name (a `delta/<a>-<b>-<hash>-<hash>` name is about 150 bytes), and the
+/// padding of both to 512 bytes. A pack of many small files is mostly this.
+pub const PACK_MEMBER_OVERHEAD: u64 = 4 * 512;
+
 /// One fullfile when no signed `contentsize:` bounds it (an `update` stages files whose
 /// sizes no manifest line records): larger than any file a root holds, smaller than
 /// endless.
@@ -63,6 +68,11 @@ pub const XZ_DECODER_MEMORY: u64 = 65 << 20;
 /// `--ultra -22` 128 MiB, so only those two are refused. gzip (32 KiB window) and bzip2
 /// (900 KB blocks, under 4 MiB of decoder state) are bounded by their formats.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 26;
+
+/// A file made or used by a bsdiff delta: libbsdiff refuses larger ones
+/// (`BSDIFF_MAX_FILESZ`), so no publisher makes such deltas, and a delta header claiming
+/// more is refused before anything is allocated or written.
+pub const DELTA_FILE: u64 = 512 << 20;
 
 /// Most downloads at a time (`-W`, `max-parallel-downloads`): each is a thread with its
 /// own connection, buffers and decoder (up to `XZ_DECODER_MEMORY`), so the count must not

@@ -27,6 +27,40 @@ pub enum Event<'a> {
         /// Bytes on the wire for them, when known.
         wire: Option<u64>,
     },
+    /// How the content of a change came over the wire.
+    Transfer(Transfer),
+}
+
+/// Bytes downloaded for a change's content, by the way they came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Packs read, and the bytes they took on the wire.
+    pub packs: u64,
+    pub pack_bytes: u64,
+    /// Files made from deltas, and the (unpacked) bytes of those deltas.
+    pub deltas: u64,
+    pub delta_bytes: u64,
+    /// Files staged from `staged/` members of packs.
+    pub pack_files: u64,
+    /// Fullfiles downloaded, and their bytes on the wire.
+    pub fullfiles: u64,
+    pub fullfile_bytes: u64,
+}
+
+impl std::fmt::Display for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes in {} packs ({} files from deltas of {} bytes, {} files whole), {} bytes in {} fullfiles",
+            self.pack_bytes,
+            self.packs,
+            self.deltas,
+            self.delta_bytes,
+            self.pack_files,
+            self.fullfile_bytes,
+            self.fullfiles
+        )
+    }
 }
 
 /// Receives events; implementations must be callable from several threads.

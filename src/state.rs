@@ -131,6 +131,18 @@ impl StateDir {
         HighWaterMark::new(&self.path)
     }
 
+    /// Records how the last change's content came (for `info`).
+    pub fn record_transfer(&self, t: &crate::progress::Transfer) -> Result<()> {
+        let data = serde_json::to_vec(t).expect("transfer serialises");
+        crate::fsutil::write_atomic(&self.path.join("last-transfer.json"), &data)
+    }
+
+    /// How the last change's content came, if recorded and readable.
+    pub fn last_transfer(&self) -> Option<crate::progress::Transfer> {
+        let data = std::fs::read(self.path.join("last-transfer.json")).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
     fn journal_path(&self) -> PathBuf {
         self.path.join("journal.json")
     }

@@ -672,7 +672,7 @@ fn every_entry_boots_a_good_image(ab: &Ab, moment: &str) {
 #[test]
 fn crash_sweep_over_an_image_update() {
     let moments = [
-        "stage::file=return",
+        "stage::member=return",
         "img::entries-removed=return",
         "img::invalidated=return",
         "img::block=return",

@@ -20,7 +20,8 @@ fn world_with(w: World, install: bool) -> World {
     ok(w.publish(10, &[]));
     w.derive(10, 20);
     w.file(20, "os-core", "/usr/bin/hello", NEW_HELLO, 0o755);
-    ok(w.publish(20, &[]));
+    // Fullfiles only: these attacks are on the fullfile path (packs: tests/deltas.rs).
+    ok(w.publish(20, &["--delta-packs", "0"]));
     if install {
         ok(w.chainup(&["os-install", "-V", "10"]));
     }

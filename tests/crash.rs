@@ -94,7 +94,8 @@ fn moments(seed: u64, count: usize) -> Vec<String> {
     let mut x = seed;
     while out.len() < count {
         x = mix(x);
-        let point = ["stage::file", "txn::place", "txn::commit"][(x % 3) as usize];
+        // Release 20's changed files come from its delta pack, one pack member each.
+        let point = ["stage::member", "txn::place", "txn::commit"][(x % 3) as usize];
         // Every one of these points is passed at least CHANGED times.
         let n = mix(x) % CHANGED as u64;
         out.push(format!("{point}={n}*off->return"));

@@ -34,7 +34,7 @@ fn big_file_world() -> (World, String) {
         &noise(512 << 10, 20),
         0o644,
     );
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let (_, hash, version) = w.entry(20, "os-core", "/usr/share/big");
     (w, format!("/{version}/files/{hash}.tar"))
 }
@@ -131,7 +131,7 @@ fn update_fetches_only_the_changed_fullfiles() {
         );
         changed.push(path(i));
     }
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let want: BTreeSet<String> = changed
         .iter()
         .map(|p| {

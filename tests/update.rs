@@ -26,7 +26,7 @@ fn os_install_then_update_matches_the_published_trees() {
     );
     std::fs::remove_file(w.tree(20, "editors").join("usr/bin/vim")).unwrap();
     w.file(20, "editors", "/usr/bin/nano", b"nano\n", 0o755);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
 
     ok(w.chainup(&["os-install", "-V", "10", "-B", "editors"]));
     assert_eq!(
@@ -112,7 +112,7 @@ fn flow_world() -> World {
     if fixture::is_root() {
         w.chown(20, "os-core", "/usr/share/owned/later", 1000, 201);
     }
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
 
     w.derive(20, 30);
     w.remove(30, "os-core", "/usr/share/f2d");
@@ -250,7 +250,7 @@ fn check_update_says_yes_then_no() {
     assert!(text(&out).contains("No update available"), "{}", text(&out));
 
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = w.chainup(&["check-update"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("version 20"), "{}", text(&out));
@@ -281,7 +281,7 @@ fn json_output_is_one_array_with_start_end_and_status() {
     w.sample(10);
     ok(w.publish(10, &[]));
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = ok(w.chainup(&["os-install", "-V", "10", "--json-output"]));
     json_events(&out, "os-install");
 
@@ -323,9 +323,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Release 10 installed, 20 published with a changed /usr/bin/hello and a removed
-/// directory; returns the world and the URL path of hello's fullfile in 20.
-fn interrupted_world() -> (World, String) {
+/// Release 10 installed, 20 published (with `publish` options) with a changed
+/// /usr/bin/hello and a removed directory; returns the world and the URL path of hello's
+/// fullfile in 20.
+fn interrupted_world(publish: &[&str]) -> (World, String) {
     let w = World::on_tmpfs();
     w.sample(10);
     w.file(10, "os-core", "/usr/share/olddir/tracked", b"old\n", 0o644);
@@ -334,7 +335,7 @@ fn interrupted_world() -> (World, String) {
     w.derive(10, 20);
     w.change_hello(20);
     w.remove(20, "os-core", "/usr/share/olddir");
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, publish));
     let (_, hash, version) = w.entry(20, "os-core", "/usr/bin/hello");
     (w, format!("/{version}/files/{hash}.tar"))
 }
@@ -349,7 +350,8 @@ fn spawn_update(w: &World, stderr: std::process::Stdio) -> std::process::Child {
 
 #[test]
 fn a_second_client_exits_9_while_one_holds_the_lock() {
-    let (w, hello) = interrupted_world();
+    // Without packs, so that the stalled fullfile is on the update's path.
+    let (w, hello) = interrupted_world(&["--delta-packs", "0"]);
     let before = snapshot(&w.root, &STATE_PATHS);
     // The first update blocks on a fullfile that never arrives, holding the lock.
     w.server.stall(&hello, 10);
@@ -393,7 +395,7 @@ fn a_second_client_exits_9_while_one_holds_the_lock() {
 
 #[test]
 fn update_killed_during_download_finishes_on_the_next_run() {
-    let (w, hello) = interrupted_world();
+    let (w, hello) = interrupted_world(&["--delta-packs", "0"]);
     let before = snapshot(&w.root, &STATE_PATHS);
     w.server.stall(&hello, 10);
     let mut child = spawn_update(&w, std::process::Stdio::null());
@@ -425,7 +427,10 @@ fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
 
 #[test]
 fn update_killed_during_install_finishes_on_the_next_run() {
-    let (w, _) = interrupted_world();
+    // With packs: without them the client warns (on stderr) that the pack is missing
+    // before it downloads anything, and the full pipe below would stop it there.
+    let (w, _) = interrupted_world(&[]);
+    let pack = "/20/pack-os-core-from-10.tar";
     // An untracked file keeps the removed directory in place, and the client warns about
     // it on stderr between renaming the files and writing the new version. With stderr a
     // full pipe, that warning blocks the client exactly there, mid-install.
@@ -445,6 +450,7 @@ fn update_killed_during_install_finishes_on_the_next_run() {
     let release = std::fs::read_to_string(w.root.join("usr/lib/os-release")).unwrap();
     assert!(release.contains("VERSION_ID=10"), "{release}");
     assert!(journal.exists());
+    assert_eq!(w.server.hits(pack), 1, "the content came from the pack");
 
     std::fs::remove_file(&untracked).unwrap();
     let out = ok(w.chainup(&["update"]));
@@ -458,6 +464,8 @@ fn update_killed_during_install_finishes_on_the_next_run() {
         expected(&w, 20, &["os-core"])
     );
     assert!(!journal.exists());
+    // The rerun used what the killed run staged instead of fetching the pack again.
+    assert_eq!(w.server.hits(pack), 1);
 }
 
 #[test]
@@ -507,7 +515,7 @@ fn a_stray_bundle_marker_does_not_block_the_update() {
     w.install_sample();
     std::fs::write(w.root.join("usr/share/clear/bundles/no-such-bundle"), b"").unwrap();
     w.derive(10, 20);
-    ok(w.publish(20, &[]));
+    ok(w.publish(20, &["--delta-packs", "0"]));
     let out = ok(w.chainup(&["update"]));
     assert!(text(&out).contains("no-such-bundle"), "{}", text(&out));
     assert!(std::fs::read_to_string(w.root.join("usr/lib/os-release"))

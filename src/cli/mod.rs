@@ -345,6 +345,9 @@ fn info(g: &Global, out: &Output) -> Result<i32> {
     for l in lines {
         out.result(&l);
     }
+    if let Some(t) = StateDir::at(&state_dir).last_transfer() {
+        out.result(&format!("Last download: {t}"));
+    }
     if let Some(slots) = &config.slots {
         slots_info(&Slots::from_config(slots)?, &StateDir::at(&state_dir), out)?;
     }

@@ -141,6 +141,11 @@ impl Observer for Output {
                 "type": "image-transfer", "slot": slot, "method": method, "bytes": size,
                 "bytesReused": reused, "bytesDownloaded": downloaded, "bytesOnWire": wire
             })),
+            (Mode::Json, Event::Transfer(t)) => self.json(json!({
+                "type": "transfer", "packs": t.packs, "pack_bytes": t.pack_bytes,
+                "deltas": t.deltas, "delta_bytes": t.delta_bytes, "pack_files": t.pack_files,
+                "fullfiles": t.fullfiles, "fullfile_bytes": t.fullfile_bytes
+            })),
             (Mode::Json, _) => {}
             (_, Event::Warning(msg)) => {
                 let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,6 +155,7 @@ impl Observer for Output {
                 }
             }
             (Mode::Quiet, _) => {}
+            (_, Event::Transfer(t)) => println!("Downloaded {t}"),
             (_, Event::Info(msg)) => println!("{msg}"),
             (Mode::Plain, Event::Phase { name, total }) => println!("{name}: {total} items"),
             (Mode::Plain, _) => {}

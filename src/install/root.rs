@@ -242,6 +242,31 @@ impl TargetRoot {
         }
     }
 
+    /// Opens the regular file at `path` for reading through safe parents and hashes the
+    /// object opened (not the path); `None` if it is missing or not a regular file. A
+    /// delta is applied to this descriptor only if the hash is its from-hash.
+    pub fn open_file(&self, path: &str) -> Result<Option<(File, Hash)>> {
+        let Some(parent) = self.parent(path)? else {
+            return Ok(None);
+        };
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match openat(parent.fd.as_fd(), parent.name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
+            Err(e) => return Err(self.errno(path, e)),
+        };
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.errno(path, e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(None);
+        }
+        let mut hasher = Hasher::new(&meta_of(&st), &[]);
+        let mut file = File::from(fd);
+        READ_BUF
+            .with_borrow_mut(|buf| crate::hash::hash_reader_buf(&mut hasher, &mut file, buf))
+            .map_err(|e| Error::io(self.host_path(path), e))?;
+        Ok(Some((file, hasher.finish())))
+    }
+
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its
     /// owner and mode to `meta`. A file or symlink in the way is removed first (a release
     /// that turns a file into a directory); a directory in the way is kept.

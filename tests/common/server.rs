@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -140,13 +140,13 @@ struct Shared {
     tls: Option<SslAcceptor>,
     stop: AtomicBool,
     connections: AtomicUsize,
+    /// Bytes written to clients (headers and bodies) since the log was last cleared.
+    sent: AtomicU64,
     log: Mutex<Vec<Request>>,
     faults: Mutex<Vec<(String, Fault)>>,
     chaos: Mutex<Option<ChaosState>>,
     /// Base URLs redirects may point to.
     bases: Mutex<Vec<String>>,
-    /// Body bytes sent so far (to compare the cost of two ways of updating).
-    bytes_sent: std::sync::atomic::AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -209,11 +209,11 @@ impl Server {
             tls,
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
             log: Mutex::default(),
             faults: Mutex::default(),
             chaos: Mutex::default(),
             bases: Mutex::default(),
-            bytes_sent: std::sync::atomic::AtomicU64::new(0),
             threads: Mutex::default(),
         });
         let s = Arc::clone(&shared);
@@ -247,9 +247,15 @@ impl Server {
         lock(&self.shared.log).clone()
     }
 
-    /// Forgets the requests so far.
+    /// Forgets the requests (and the bytes sent) so far.
     pub fn clear_log(&self) {
         lock(&self.shared.log).clear();
+        self.shared.sent.store(0, Ordering::SeqCst);
+    }
+
+    /// Bytes sent to clients since the log was last cleared.
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::SeqCst)
     }
 
     /// How many requests asked for exactly `path`.
@@ -330,11 +336,6 @@ impl Server {
             .as_ref()
             .map(|c| c.decisions.clone())
             .unwrap_or_default()
-    }
-
-    /// Body bytes sent since the server started.
-    pub fn bytes_sent(&self) -> u64 {
-        self.shared.bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Removes every fault, and the chaos mode.
@@ -674,9 +675,9 @@ impl Conn<'_> {
             match self.stream.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    self.shared.sent.fetch_add(n as u64, Ordering::SeqCst);
                     data = &data[n..];
                     last = Instant::now();
-                    self.shared.bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
                 }
                 Err(e) if is_timeout(&e) => continue,
                 Err(e) => return Err(e),

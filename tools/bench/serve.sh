@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # serve.sh DIR WORKDIR: serves DIR over HTTP on 127.0.0.1 for a benchmark, with nginx when
 # it is installed (apt-get install nginx-light), else python3's http.server, and prints
-# "URL PID". The server stops when PID is killed. With BENCH_ACCESS_LOG=FILE (nginx only)
-# every response's byte count (headers included) is appended to FILE, one per line.
+# "URL PID". The server stops when PID is killed. nginx logs each response's path and
+# bytes on the wire (headers included) to WORKDIR/nginx/access.log; with
+# BENCH_ACCESS_LOG=FILE every response's byte count is also appended to FILE, one per line.
 set -euo pipefail
 dir=$(realpath "$1")
 work=$2
@@ -17,8 +18,10 @@ pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 1024; }
 http {
+    log_format wire '\$request_uri \$bytes_sent';
+    access_log $work/nginx/access.log wire;
     log_format sent '\$bytes_sent';
-    access_log ${BENCH_ACCESS_LOG:-off}$( [ -n "${BENCH_ACCESS_LOG:-}" ] && echo " sent");
+    $( [ -n "${BENCH_ACCESS_LOG:-}" ] && echo "access_log $BENCH_ACCESS_LOG sent;")
     sendfile on;
     keepalive_requests 100000;
     client_body_temp_path $work/nginx;

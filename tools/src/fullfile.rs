@@ -31,7 +31,7 @@ const XZ_PRESET: u32 = 6;
 const LINKNAME_FIELD: usize = 100;
 
 /// A compressor over `W` that must be finished to flush its trailer.
-enum Encoder<W: Write> {
+pub(crate) enum Encoder<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Xz(xz2::write::XzEncoder<W>),
     Gzip(flate2::write::GzEncoder<W>),
@@ -39,7 +39,7 @@ enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    fn new(inner: W, compression: Compression) -> io::Result<Encoder<W>> {
+    pub(crate) fn new(inner: W, compression: Compression) -> io::Result<Encoder<W>> {
         Ok(match compression {
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
@@ -56,7 +56,7 @@ impl<W: Write> Encoder<W> {
         })
     }
 
-    fn finish(self) -> io::Result<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Zstd(e) => e.finish(),
             Encoder::Xz(e) => e.finish(),
@@ -86,7 +86,7 @@ impl<W: Write> Write for Encoder<W> {
 }
 
 /// A tar header with no user/group names, no device numbers, and a fixed mtime.
-fn header(meta: &Meta, mtime: u64) -> tar::Header {
+pub(crate) fn header(meta: &Meta, mtime: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_mode(meta.mode & 0o7777);
     h.set_uid(u64::from(meta.uid));
@@ -121,7 +121,7 @@ pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> 
     };
     crate::webroot::write_atomic_with(dest, |out| {
         let mut tar = tar::Builder::new(Encoder::new(out, compression)?);
-        let got = append_item(&mut tar, item, mtime)?;
+        let got = append_item(&mut tar, item, &item.hash.to_hex(), mtime)?;
         if got != item.hash {
             bail!(
                 "{}: content hashes to {got} now, but {} when it was scanned; did the tree change?",
@@ -135,9 +135,14 @@ pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> 
     .with_context(|| format!("fullfile of {}", item.path))
 }
 
-/// Appends the one entry, named by the hash; returns the hash of what was written.
-fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> Result<Hash> {
-    let name = item.hash.to_hex();
+/// Appends `item` as the entry `name` (its hash in a fullfile, `staged/<hash>` in a
+/// pack); returns the hash of what was written.
+pub(crate) fn append_item<W: Write>(
+    tar: &mut tar::Builder<W>,
+    item: &Item,
+    name: &str,
+    mtime: u64,
+) -> Result<Hash> {
     let meta = item.meta;
     if meta.kind != Kind::Symlink {
         // The client hashes what the header says: read it back the way the client does.
@@ -149,16 +154,16 @@ fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> 
     let mut hasher = Hasher::new(&meta, &[]);
     match (&item.source, meta.kind) {
         (Source::Synthetic, Kind::File) if meta.size == 0 => {
-            tar.append_data(&mut header(&meta, mtime), &name, io::empty())?;
+            tar.append_data(&mut header(&meta, mtime), name, io::empty())?;
         }
         (Source::Synthetic, Kind::Dir) | (Source::Tree(_), Kind::Dir) => {
-            tar.append_data(&mut header(&meta, mtime), &name, io::empty())?;
+            tar.append_data(&mut header(&meta, mtime), name, io::empty())?;
         }
         (Source::Tree(path), Kind::Symlink) => {
             let target = std::fs::read_link(path)?;
             let target = target.as_os_str().as_bytes();
             hasher.update(target);
-            append_symlink(tar, header(&meta, mtime), &name, target)?;
+            append_symlink(tar, header(&meta, mtime), name, target)?;
         }
         (Source::Tree(path) | Source::Image(path), Kind::File) => {
             // The operator names image files, possibly through a symlink; tree entries are
@@ -170,7 +175,7 @@ fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> 
                 hasher: &mut hasher,
                 count: 0,
             };
-            tar.append_data(&mut header(&meta, mtime), &name, &mut reader)?;
+            tar.append_data(&mut header(&meta, mtime), name, &mut reader)?;
             if reader.count != meta.size {
                 bail!(
                     "{}: the file changed size while it was read",

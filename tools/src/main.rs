@@ -1,8 +1,10 @@
 //! chainup-publish: release trees -> signed, swupd-compatible webroot.
 
 mod chunker;
+mod delta;
 mod diff;
 mod fullfile;
+mod pack;
 mod previous;
 mod promote;
 mod publish;
@@ -97,6 +99,11 @@ struct Args {
     /// Compression of file fullfiles (directories and symlinks are always gzip, unless none).
     #[arg(long, value_enum, default_value_t = Compression::Zstd)]
     compression: Compression,
+
+    /// Write delta packs (pack-<bundle>-from-<old>.tar) from the bundle versions of this
+    /// many earlier releases; 0 writes only zero packs.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    delta_packs: u32,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +161,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         images: args.image,
         compression: args.compression,
         chunks: !args.no_image_chunks,
+        delta_packs: args.delta_packs,
     })?;
     for b in &summary.dropped {
         eprintln!("chainup-publish: warning: bundle {b:?} is no longer defined; it is left out of the Manifest.MoM");

@@ -72,6 +72,29 @@ pub fn load(layout: &Layout, version: u32) -> Result<Previous> {
     })
 }
 
+/// The MoM of release `version` (its signature is not checked: the webroot is ours).
+pub fn read_mom(layout: &Layout, version: u32) -> Result<Manifest> {
+    let path = layout.manifest_tar(version, "MoM");
+    read_manifest(&path, "MoM", Kind::Mom, version).map(|(m, _)| m)
+}
+
+/// `Manifest.<bundle>` of `version`, parsed, and its exact text.
+pub fn read_bundle(layout: &Layout, bundle: &str, version: u32) -> Result<(Manifest, Vec<u8>)> {
+    let path = layout.manifest_tar(version, bundle);
+    let ctx = || format!("{}", path.display());
+    let file = File::open(&path).with_context(ctx)?;
+    let mf = read_manifest_tar(file, bundle, &ctx(), MANIFEST_TEXT).with_context(ctx)?;
+    let manifest = Manifest::parse(&mf.text, Kind::Bundle).with_context(ctx)?;
+    if manifest.header.version != version {
+        bail!(
+            "{}: says version {}, expected {version}",
+            ctx(),
+            manifest.header.version
+        );
+    }
+    Ok((manifest, mf.text))
+}
+
 /// Reads and parses one manifest tar; returns the manifest and its swupd hash as the
 /// client computes it (tar header metadata + text).
 fn read_manifest(

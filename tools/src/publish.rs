@@ -33,6 +33,8 @@ pub struct Options {
     pub compression: Compression,
     /// Publish a chunk index (and chunks) for each core image (docs/chunks.md).
     pub chunks: bool,
+    /// How many earlier releases get delta packs (`--delta-packs`; 0: zero packs only).
+    pub delta_packs: u32,
 }
 
 /// What a run did, for the closing report.
@@ -45,6 +47,8 @@ pub struct Summary {
     pub new_files: usize,
     pub reused_files: usize,
     pub bytes_written: u64,
+    /// Packs, file deltas and manifest deltas written.
+    pub packs: crate::pack::Written,
     /// Bundles of the previous release that bundles.toml no longer defines.
     pub dropped: Vec<String>,
     /// Directories of the previous release that are files or symlinks now.
@@ -60,13 +64,16 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "published version {} (previous {}): {} bundles, {} new manifests, {} new files \
-             ({} already present), {} bytes written",
+             ({} already present), {} packs with {} deltas, {} manifest deltas, {} bytes written",
             self.version,
             self.previous,
             self.bundles,
             self.manifests_written,
             self.new_files,
             self.reused_files,
+            self.packs.packs,
+            self.packs.deltas,
+            self.packs.manifest_deltas,
             self.bytes_written
         )?;
         self.chunk_notes.iter().try_for_each(|n| writeln!(f, "{n}"))
@@ -147,6 +154,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     };
     write_fullfiles(opts, &layout, &built, &mut summary)?;
     write_manifests(opts, &layout, &built, &mom_text, &mut signing, &mut summary)?;
+    write_packs(opts, &layout, &built, prev.as_ref(), &mut summary)?;
     write_pointers(&layout, &rel, &mut signing, &mut summary)?;
     summary.unsigned_note = signing.note();
     Ok(summary)
@@ -381,6 +389,40 @@ fn write_manifests(
     summary.bytes_written += signing.sign_file(&mom_path, mom_text.as_bytes())?;
     sync_dir(&layout.version_dir(v))?;
     sync_dir(parent(&layout.version_dir(v)))
+}
+
+/// Packs and deltas for the bundles this release changes (after their manifests, which
+/// manifest deltas are measured against; before the pointers, so clients find them).
+fn write_packs(
+    opts: &Options,
+    layout: &Layout,
+    built: &BTreeMap<String, Built>,
+    prev: Option<&Previous>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let changed: Vec<crate::pack::Changed> = built
+        .iter()
+        .filter_map(|(name, b)| {
+            Some(crate::pack::Changed {
+                name,
+                manifest: &b.manifest,
+                text: b.text.as_deref()?,
+                items: &b.items,
+            })
+        })
+        .collect();
+    let input = crate::pack::Inputs {
+        layout,
+        version: opts.version,
+        timestamp: opts.timestamp,
+        releases: opts.delta_packs,
+        compression: opts.compression,
+    };
+    let started = std::time::Instant::now();
+    summary.packs = crate::pack::write(&input, &changed, prev)?;
+    summary.bytes_written += summary.packs.bytes;
+    log::info!("packs and deltas took {:.2?}", started.elapsed());
+    sync_dir(&layout.version_dir(opts.version))
 }
 
 /// `latest` and `latest_version`, last: until they change, no client looks at the new
