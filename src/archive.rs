@@ -163,6 +163,54 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+/// A tar entry's content, held to exactly the size its header gives (and the hash
+/// covers): the tar crate ends an entry cut short by the end of the archive quietly, as
+/// if it were shorter, and reads as many bytes as a pax `size` record says, which may
+/// differ from the header's.
+pub struct ExactSize<R> {
+    inner: R,
+    size: u64,
+    left: u64,
+}
+
+impl<R: Read> ExactSize<R> {
+    /// Holds `inner` to `size` bytes.
+    pub fn new(inner: R, size: u64) -> ExactSize<R> {
+        ExactSize {
+            inner,
+            size,
+            left: size,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One byte more than is left, to see an entry longer than its header says.
+        let want =
+            usize::try_from(self.left.saturating_add(1)).map_or(buf.len(), |w| w.min(buf.len()));
+        let n = self.inner.read(&mut buf[..want])?;
+        let bad = |reason: String| io::Error::new(io::ErrorKind::InvalidData, reason);
+        if n == 0 && self.left > 0 {
+            return Err(bad(format!(
+                "the archive is cut off inside an entry of {} bytes (by its tar header)",
+                self.size
+            )));
+        }
+        if n as u64 > self.left {
+            return Err(bad(format!(
+                "the entry is longer than the {} bytes its tar header gives",
+                self.size
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// The one file of a manifest tar: its text and the metadata its tar header records,
 /// which is part of the manifest's hash.
 pub struct ManifestFile {
@@ -247,7 +295,10 @@ pub fn with_manifest_entry<T>(
                 describe(limit)
             )));
         }
-        found = Some((meta, take(&meta, &mut entry)?));
+        found = Some((
+            meta,
+            take(&meta, &mut ExactSize::new(&mut entry, meta.size))?,
+        ));
     }
     found.ok_or_else(|| bad(format!("no {wanted} inside")))
 }
@@ -346,6 +397,65 @@ mod tests {
         assert!(read_manifest_tar(&tar[..], "os-core", "t", 99).is_err());
         let tar = manifest_tar(&[("Manifest.other", b"x")]);
         assert!(read_manifest_tar(&tar[..], "os-core", "t", 1 << 20).is_err());
+    }
+
+    /// An uncompressed tar of `Manifest.os-core` whose header gives `header_size` and
+    /// whose content is `content`, after a pax `size` record of `pax_size` if any.
+    fn raw_manifest_tar(header_size: u64, pax_size: Option<u64>, content: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        if let Some(size) = pax_size {
+            let body = format!(" size={size}\n");
+            let record = format!("{}{body}", body.len() + 2);
+            assert_eq!(record.len(), body.len() + 2);
+            let mut h = tar::Header::new_ustar();
+            h.set_size(record.len() as u64);
+            h.set_entry_type(tar::EntryType::XHeader);
+            h.set_cksum();
+            b.append_data(&mut h, "pax", record.as_bytes()).unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_size(header_size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append_data(&mut h, "Manifest.os-core", content).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Found with the fuzz targets (an accepted entry must have its header's size): the
+    /// tar crate ends an entry that the end of the archive cuts short as if it were
+    /// shorter, so the text came back shorter than the size its metadata (and hash) says.
+    #[test]
+    fn entry_cut_off_by_the_end_of_the_archive_is_refused() {
+        let whole = raw_manifest_tar(100, None, &[b'x'; 100]);
+        assert_eq!(
+            read_manifest_tar(&whole[..], "os-core", "t", 1 << 20)
+                .unwrap()
+                .text
+                .len(),
+            100
+        );
+        let cut = &whole[..512 + 40];
+        let err = read_manifest_tar(cut, "os-core", "t", 1 << 20)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("cut off"), "{err}");
+    }
+
+    /// A pax `size` record makes the tar crate read more than the header's size, which is
+    /// what the cap and the hash were checked against.
+    #[test]
+    fn entry_longer_than_its_header_is_refused() {
+        let tar = raw_manifest_tar(100, Some(200), &[b'x'; 200]);
+        let err = read_manifest_tar(&tar[..], "os-core", "t", 1 << 20)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("longer than the 100 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,19 +8,21 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{lchown, symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{self, Bounded, TAR_SLACK};
+use crate::archive;
 use crate::error::Subject;
 use crate::hash::{self, Hash, Hasher, Kind, Meta};
 use crate::limits;
-use crate::manifest::{self, Entry, EntryType, Manifest};
+use crate::manifest::{self, Entry, Manifest};
 use crate::signature::TrustStore;
 use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
 pub(crate) mod chunks;
+mod fullfile;
 pub(crate) mod image;
 pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};
+pub use fullfile::unpack_fullfile;
 mod manifest_delta;
 mod pack;
 pub use image::{
@@ -332,74 +334,37 @@ impl Chain {
     ) -> Result<StagedFile> {
         let rel = format!("{}/files/{}.tar", entry.version, entry.hash);
         let url = content.url(&rel);
-        let bad = |reason: String| Error::Archive {
-            what: url.clone(),
-            reason,
-        };
-        let io = |e: std::io::Error| download_error(&url, e);
         let mut download = content.open(&rel, archive::compressed_bound(bound))?;
-        let plain = Bounded::new(
-            archive::decompress(&mut download).map_err(io)?,
-            bound + TAR_SLACK,
-            "its unpacked content",
+        let tmp = dir.join(format!(".partial.{}.{}", entry.hash, std::process::id()));
+        // The temporary is removed on every failure once something may have been written.
+        let mut wrote = false;
+        let unpacked = unpack_fullfile(
+            &mut download,
+            entry,
+            bound,
+            &url,
+            |meta, target, mut item| {
+                remove_any(&tmp)?;
+                match write_staged(&mut item, meta, target, &tmp) {
+                    Ok(h) => {
+                        wrote = true;
+                        Ok(h)
+                    }
+                    Err(e) => {
+                        let _ = remove_any(&tmp);
+                        Err(match e {
+                            StageError::Read(e) => download_error(&url, e),
+                            StageError::Write(e) => Error::io(&tmp, e),
+                        })
+                    }
+                }
+            },
         );
-        let mut tar = tar::Archive::new(plain);
-        let mut entries = tar.entries().map_err(io)?;
-        let mut item = entries
-            .next()
-            .ok_or_else(|| bad("the archive is empty".into()))?
-            .map_err(io)?;
-        let name = item.path_bytes().into_owned();
-        let hex = entry.hash.to_hex();
-        if name != hex.as_bytes() && name != format!("{hex}/").as_bytes() {
-            return Err(bad(format!(
-                "holds {:?} instead of {hex}",
-                String::from_utf8_lossy(&name)
-            )));
-        }
-        let (meta, link_target) = archive::entry_meta(&item).map_err(|e| bad(e.to_string()))?;
-        let expected_kind = match entry.etype {
-            EntryType::Dir => Kind::Dir,
-            EntryType::Link => Kind::Symlink,
-            _ => Kind::File,
-        };
-        if meta.kind != expected_kind {
-            return Err(bad(format!(
-                "holds a {:?} where the manifest lists a {:?}",
-                meta.kind, expected_kind
-            )));
-        }
-        let tmp = dir.join(format!(".partial.{hex}.{}", std::process::id()));
-        remove_any(&tmp)?;
-        let actual = match write_staged(&mut item, &meta, link_target.as_deref(), &tmp) {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = remove_any(&tmp);
-                return Err(match e {
-                    StageError::Read(e) => io(e),
-                    StageError::Write(e) => Error::io(&tmp, e),
-                });
+        if let Err(e) = unpacked {
+            if wrote {
+                remove_any(&tmp)?;
             }
-        };
-        if actual != entry.hash {
-            remove_any(&tmp)?;
-            return Err(Error::HashMismatch {
-                subject: Subject::File,
-                what: format!("{} (from {url})", entry.path),
-                expected: entry.hash,
-                actual,
-            });
-        }
-        if entries.next().is_some() {
-            remove_any(&tmp)?;
-            return Err(bad("holds more than one entry".into()));
-        }
-        // The object must also end (within the bound): a server that keeps sending after
-        // the archive is cut off and refused, not silently left hanging.
-        drop(item);
-        if let Err(e) = std::io::copy(&mut tar.into_inner(), &mut std::io::sink()) {
-            remove_any(&tmp)?;
-            return Err(io(e));
+            return Err(e);
         }
         std::fs::rename(&tmp, final_path).map_err(|e| Error::io(final_path, e))?;
         // The identity is read after the rename, which updates the change time; the

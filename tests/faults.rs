@@ -88,7 +88,7 @@ fn a_slow_drip_is_aborted_by_the_minimum_rate() {
     let w = world_at_10_with_20();
     let before = snapshot(&w.root, &[]);
     // One byte every 1.5 s: under 1 byte/s, though never silent for a whole window.
-    w.server.drip("/20/files/", Duration::from_millis(1500));
+    w.server.drip("/20/", Duration::from_millis(1500));
     let (out, took) = within(
         &mut w.chainup_cmd(&["update", "--min-rate", "1", "--min-rate-window", "3"]),
         Duration::from_secs(90),
