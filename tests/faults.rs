@@ -294,3 +294,24 @@ fn soak_against_a_chaotic_server() {
     assert!(completed >= (SOAK_VERSIONS.len() as u64 - 1) * (round - 1));
     assert!(!faults.is_empty(), "the server never misbehaved");
 }
+
+#[test]
+fn optional_objects_missing_everywhere_set_no_mirror_aside() {
+    let w = world_at_10_with_20();
+    // A release without packs or manifest deltas, served by two good mirrors.
+    for e in walkdir::WalkDir::new(&w.web)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        let name = e.file_name().to_string_lossy();
+        if name.starts_with("pack-") || name.contains("-delta-from-") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let second = Server::new(&w.web);
+    let out = ok(w.chainup(&["update", "--mirror", &second.url()]));
+    let t = text(&out);
+    assert!(!t.contains("set aside"), "{t}");
+    assert!(t.contains("to version 20"), "{t}");
+    assert_eq!(snapshot(&w.root, &[]), expected(&w, 20, &["os-core"]));
+}

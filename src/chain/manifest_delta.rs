@@ -73,10 +73,10 @@ impl Chain {
         let unusable = |why: String| DeltaMiss::Unusable(format!("{url}: {why}"));
         let local = |e: std::io::Error| unusable(format!("a temporary file: {e}"));
         // A delta is never larger than the manifest tar it stands for.
-        let mut download = self
-            .content
-            .open(&rel, limits::MANIFEST_DOWNLOAD)
-            .map_err(|_| DeltaMiss::Absent)?;
+        let mut download = match self.content.open_if_exists(&rel, limits::MANIFEST_DOWNLOAD) {
+            Ok(Some(download)) => download,
+            Ok(None) | Err(_) => return Err(DeltaMiss::Absent),
+        };
         let mut delta = tempfile::tempfile().map_err(local)?;
         let size = std::io::copy(&mut download, &mut delta)
             .map_err(|e| unusable(format!("the download broke off: {e}")))?;

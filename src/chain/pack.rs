@@ -126,8 +126,12 @@ impl Chain {
         // overhead, which dominates a pack of many small files.
         let overhead = job.members.saturating_mul(limits::PACK_MEMBER_OVERHEAD);
         let limit = archive::compressed_bound(bound.saturating_mul(2).saturating_add(overhead));
-        let mut download = match self.content.open(&rel, limit) {
-            Ok(d) => d,
+        let mut download = match self.content.open_if_exists(&rel, limit) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                out.notes.push(format!("no pack: {url}: not found"));
+                return Ok(out);
+            }
             Err(e) => {
                 out.notes.push(format!("no pack: {e}"));
                 return Ok(out);

@@ -255,8 +255,26 @@ impl Source {
     /// Like [`Source::fetch`], but `None` when the server says the object does not exist
     /// (HTTP 404 or 410, a missing file), for objects that are optional.
     pub fn fetch_if_exists(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        match self.fetch(rel, limit) {
-            Ok(data) => Ok(Some(data)),
+        let Some(mut download) = self.open_if_exists(rel, limit)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        download
+            .read_to_end(&mut out)
+            .map_err(|e| download_error(&download.url, e))?;
+        Ok(Some(out))
+    }
+
+    /// Like [`Source::open`], but `None` when the server says the object does not exist
+    /// (HTTP 404 or 410, a missing file), for objects that are optional (packs, deltas,
+    /// rollout schedules). With mirrors, one that lacks an optional object is not set
+    /// aside for it: any of them may lack it.
+    pub fn open_if_exists(&self, rel: &str, limit: u64) -> Result<Option<Download>> {
+        if let Some(m) = &self.mirrors {
+            return m.each(|mirror| mirror.open_if_exists(rel, limit));
+        }
+        match self.open(rel, limit) {
+            Ok(download) => Ok(Some(download)),
             Err(Error::Download { reason, .. })
                 if reason == "not found"
                     || reason.starts_with("HTTP 404")
