@@ -9,6 +9,7 @@ mod server;
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, ExitStatus, Output, Stdio};
 
 use fixture::{expected, ok, snapshot, text, World};
@@ -86,11 +87,44 @@ fn bomb_tar(name: &str, size: u64, dict: u8) -> Vec<u8> {
     )
 }
 
-/// Runs `cmd` to its end and returns its output and its peak resident set size in bytes,
-/// from the child's own rusage (`wait4`), so no other process of the test counts.
+/// Runs `cmd` to its end and returns its output and its peak resident set size in bytes.
+/// Through GNU time where it is installed (CI installs it): a child spawned straight from
+/// this test process inherits the test's own peak (Linux carries the high-water mark of
+/// the address space it was cloned from across exec), and the tests here build large
+/// bombs in memory. Without it, from the child's rusage (`wait4`).
+fn run_measured(cmd: &mut Command) -> (Output, u64) {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        println!("/usr/bin/time is missing: the peak RSS may include the test's own");
+        return run_wait4(cmd);
+    }
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = Command::new(time);
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = timed.stdin(Stdio::null()).output().unwrap();
+    let kib: u64 = std::fs::read_to_string(report.path())
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("GNU time reports the peak in KiB");
+    (out, kib * 1024)
+}
+
+/// [`run_measured`] from the child's own rusage (`wait4`).
 // wait4 reaps the child itself: std's wait would lose its rusage.
 #[allow(clippy::zombie_processes)]
-fn run_measured(cmd: &mut Command) -> (Output, u64) {
+fn run_wait4(cmd: &mut Command) -> (Output, u64) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
