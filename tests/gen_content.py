@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent swupd content generator for chainup's client tests.
 
-Written from reference/swupd.md alone (no chainup code), so the client is tested against a
+Written from swupd's format description alone (docs/formats.md; no chainup code), so the client is tested against a
 second implementation of the format. Turns one tree into one bundle of a release:
   OUT/<V>/Manifest.<bundle>(.tar), Manifest.MoM(.tar), Manifest.MoM.sig, format,
   OUT/<V>/files/<hash>.tar (files: none/gzip/xz by hash, dirs and symlinks: gzip),

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Independent generator of swupd packs in mixer's layout, for chainup's client tests.
 
-Written from the format description (reference/swupd.md, Clear Linux's libbsdiff
-bsheader.h/patch.c as documented in docs/formats.md), not from chainup's code. Reads
+Written from the format description (swupd's and Clear Linux's libbsdiff public formats,
+bsheader.h/patch.c, as docs/formats.md restates them), not from chainup's code. Reads
 W/<to>/Manifest.<bundle> and W/<from>/Manifest.<bundle> (plain text) and the fullfiles
 they name (uncompressed, gzip, bzip2 or xz tars), and writes W/<to>/pack-<bundle>-from-<from>.tar
 (xz), with top directories delta/ and staged/:
