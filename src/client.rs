@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::chain::{Chain, Freshness, Signatures, StagedFile, VerifiedManifest, VerifiedMom};
-use crate::install::transaction::{self, Transaction};
+use crate::install::transaction::Transaction;
 use crate::install::{Applied, Create, TargetRoot};
 use crate::plan::{self, Baseline, FileSet};
 use crate::progress::{Event, Observer};
@@ -20,6 +20,8 @@ use crate::{fsutil, version, Error, Result};
 
 mod fleet;
 pub use fleet::{Target, WaveStanding};
+mod journal;
+pub use journal::Pending;
 mod manifests;
 mod packs;
 
@@ -113,16 +115,6 @@ pub enum Access {
     Write,
     /// os-install: like `Write`, and a missing root directory is made.
     Install,
-}
-
-/// What became of the journal a previous run left.
-#[derive(Debug)]
-pub enum Pending {
-    /// There was none, or its update is now finished.
-    Clear,
-    /// Its release cannot be finished, or the command goes beyond it: the command installs
-    /// its own target over it, from the actual state of the root.
-    Superseded(JournalRecord),
 }
 
 /// What the root holds before a change: the version, the bundles, their files.
@@ -293,82 +285,6 @@ impl<'o> Client<'o> {
         }
         out.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(out)
-    }
-
-    /// Deals with a journal an interrupted run left, before a command heading to `target`
-    /// (`None`: a command that stays at the installed version). The journal's update is
-    /// finished (placing again what is already in place) unless `target` is newer; when it
-    /// cannot be finished (its release refused, or withdrawn from the server) and the
-    /// command has a target of its own, that target supersedes it. Otherwise the error says
-    /// how to get out.
-    pub fn settle(&self, target: Option<u32>) -> Result<Pending> {
-        let Some(record) = self.state.journal()? else {
-            return Ok(Pending::Clear);
-        };
-        // The killed run's temporaries go first, before anything is staged: some may be
-        // links to staged files, whose change time their removal moves.
-        transaction::sweep(&self.root, &record)?;
-        if target.is_some_and(|t| t > record.to) {
-            return Ok(self.supersede(record, "a newer release supersedes it"));
-        }
-        self.observer.event(Event::Warning(format!(
-            "finishing the interrupted update to version {}",
-            record.to
-        )));
-        match self.finish_journal(&record) {
-            Ok(()) => Ok(Pending::Clear),
-            Err(e @ Error::Locked(_)) => Err(e),
-            Err(e) if target.is_some_and(|t| t != record.to) => {
-                Ok(self.supersede(record, &format!("it cannot be finished: {e}")))
-            }
-            Err(e) => Err(Error::Interrupted {
-                to: record.to,
-                from: record.from,
-                source: Box::new(e),
-            }),
-        }
-    }
-
-    fn supersede(&self, record: JournalRecord, why: &str) -> Pending {
-        self.observer.event(Event::Warning(format!(
-            "the interrupted update to version {} is abandoned ({why}); installing from the actual state of the root",
-            record.to
-        )));
-        Pending::Superseded(record)
-    }
-
-    fn finish_journal(&self, record: &JournalRecord) -> Result<()> {
-        let old = self.old_state(record);
-        let mom = self.verified_mom(record.to)?;
-        let new = self.resolve(&mom, &record.bundles, false)?;
-        self.transition(&old, &new, &mom, 0, false, true)?;
-        Ok(())
-    }
-
-    /// What the root held before the journal's update began, as far as the server still
-    /// knows; without it nothing is deleted, and everything is compared with the disk.
-    fn old_state(&self, record: &JournalRecord) -> Installed {
-        let mut old = match self.installed_state(record.from, &record.from_bundles) {
-            Ok(old) => old,
-            Err(e) => {
-                self.observer.event(Event::Warning(format!(
-                    "the release the interrupted update started from cannot be read ({e}); files it alone had are not removed"
-                )));
-                Installed {
-                    version: record.from,
-                    bundles: record.from_bundles.clone(),
-                    ..Installed::default()
-                }
-            }
-        };
-        // A config file still holding what the interrupted update placed is not an
-        // admin's edit: it is replaced (or removed) like an unmodified one.
-        old.placed = record
-            .config
-            .iter()
-            .filter_map(|(path, hash)| Some((path.clone(), hash.parse().ok()?)))
-            .collect();
-        old
     }
 
     /// What `bundles` at `version` put in the root (nothing for an empty root).
