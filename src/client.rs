@@ -5,8 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rayon::prelude::*;
-
 use crate::chain::{Chain, Freshness, Signatures, StagedFile, VerifiedManifest, VerifiedMom};
 use crate::install::transaction::Transaction;
 use crate::install::{Applied, Create, TargetRoot};
@@ -728,37 +726,16 @@ impl<'o> Client<'o> {
     }
 
     /// Downloads, decompresses and verifies content in parallel (one worker per
-    /// download slot; decompression and hashing run in the same workers, on all cores).
+    /// download slot; decompression and hashing run in the same workers, on all cores),
+    /// as fullfiles: no bundle changes version (repair), so no pack applies.
     pub fn stage_all(
         &self,
         needed: &[&crate::manifest::Entry],
         dir: &std::path::Path,
         bound: u64,
     ) -> Result<HashMap<crate::hash::Hash, StagedFile>> {
-        self.observer.event(Event::Phase {
-            name: "Downloading",
-            total: needed.len() as u64,
-        });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.settings.max_parallel_downloads.max(1))
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot start download workers: {e}")))?;
-        let staged: Result<Vec<StagedFile>> = pool.install(|| {
-            needed
-                .par_iter()
-                .map(|e| {
-                    let s = self.chain.stage(e, dir, bound)?;
-                    crate::failpoint::point("stage::file")?;
-                    self.observer.event(Event::Advance {
-                        items: 1,
-                        bytes: s.meta().size,
-                    });
-                    Ok(s)
-                })
-                .collect()
-        });
-        self.observer.event(Event::PhaseDone);
-        Ok(staged?.into_iter().map(|s| (s.hash(), s)).collect())
+        let nothing_installed = (&Default::default(), &FileSet::default());
+        self.stage_content(needed, dir, bound, nothing_installed, &[])
     }
 }
 
