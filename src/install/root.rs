@@ -211,7 +211,7 @@ impl TargetRoot {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(self.errno(path, e)),
         };
-        let mut meta = meta_of(&st);
+        let meta = meta_of(&st);
         match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => {
                 let target = readlinkat(dir, name).map_err(|e| self.errno(path, e))?;
@@ -220,23 +220,8 @@ impl TargetRoot {
                 Ok(Some((hasher.finish(), meta)))
             }
             libc::S_IFREG => {
-                let flags =
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-                let fd =
-                    openat(dir, name, flags, Mode::empty()).map_err(|e| self.errno(path, e))?;
-                // Hash the object actually opened, with its own metadata, even if the path
-                // was swapped since the stat (never read a FIFO or device put there).
-                let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.errno(path, e))?;
-                meta = meta_of(&st);
-                let mut hasher = Hasher::new(&meta, &[]);
-                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                    READ_BUF
-                        .with_borrow_mut(|buf| {
-                            crate::hash::hash_reader_buf(&mut hasher, &mut File::from(fd), buf)
-                        })
-                        .map_err(|e| Error::io(self.host_path(path), e))?;
-                }
-                Ok(Some((hasher.finish(), meta)))
+                let (_, hash, meta) = self.open_hashed(dir, name, path)?;
+                Ok(Some((hash, meta)))
             }
             _ => Ok(Some((Hasher::new(&meta, &[]).finish(), meta))),
         }
@@ -249,22 +234,41 @@ impl TargetRoot {
         let Some(parent) = self.parent(path)? else {
             return Ok(None);
         };
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = match openat(parent.fd.as_fd(), parent.name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
-            Err(e) => return Err(self.errno(path, e)),
-        };
-        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.errno(path, e))?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(None);
+        match self.open_hashed(parent.fd.as_fd(), parent.name, path) {
+            Ok((file, hash, meta)) if meta.mode & libc::S_IFMT == libc::S_IFREG => {
+                Ok(Some((file, hash)))
+            }
+            Ok(_) => Ok(None),
+            Err(Error::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ELOOP)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
-        let mut hasher = Hasher::new(&meta_of(&st), &[]);
+    }
+
+    /// Opens entry `name` of `dir` without following a symlink and hashes the object
+    /// actually opened, with its own metadata, even if the path was swapped since a stat;
+    /// a FIFO or device put there is hashed by metadata and never read.
+    fn open_hashed(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        path: &str,
+    ) -> Result<(File, Hash, Meta)> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = openat(dir, name, flags, Mode::empty()).map_err(|e| self.errno(path, e))?;
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.errno(path, e))?;
+        let meta = meta_of(&st);
+        let mut hasher = Hasher::new(&meta, &[]);
         let mut file = File::from(fd);
-        READ_BUF
-            .with_borrow_mut(|buf| crate::hash::hash_reader_buf(&mut hasher, &mut file, buf))
-            .map_err(|e| Error::io(self.host_path(path), e))?;
-        Ok(Some((file, hasher.finish())))
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            READ_BUF
+                .with_borrow_mut(|buf| crate::hash::hash_reader_buf(&mut hasher, &mut file, buf))
+                .map_err(|e| Error::io(self.host_path(path), e))?;
+        }
+        Ok((file, hasher.finish(), meta))
     }
 
     /// Creates the directory `path` (its parent must exist) or, if it exists, brings its
