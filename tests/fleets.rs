@@ -388,6 +388,39 @@ fn three_mirrors_one_dead_one_corrupt_one_good() {
     );
 }
 
+/// A failing mirror is left at once while another is healthy, but the last healthy one
+/// is retried (and resumed) as a single server would be: one dead mirror must not make the
+/// good one's first dropped connection fatal.
+#[test]
+fn the_last_healthy_mirror_is_retried_like_a_single_server() {
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    // Each of the first three requests for content breaks off after a few bytes.
+    w.server.drop_after("/10/", 20, 3);
+    let root = w.dir.path().join("r");
+    let out = ok(run(Command::new(bin("chainup"))
+        .args(["os-install", "-V", "10", "-B", "editors", "--path"])
+        .arg(&root)
+        .args(["--contenturl", &dead, "--mirror", &w.server.url()])
+        .args(["--versionurl", &w.server.url()])
+        .args(["--max-retries", "3", "--retry-delay", "0", "-W", "1"])
+        .args(["--allow-insecure-http", "--no-progress", "--certpath"])
+        .arg(&w.keys.root)));
+    let t = text(&out);
+    assert!(t.contains(&format!("mirror {dead} set aside")), "{t}");
+    assert!(
+        !t.contains(&format!("mirror {} set aside", w.server.url())),
+        "{t}"
+    );
+    assert!(t.contains("retry 1/3"), "{t}");
+    assert_eq!(hello(&root), "#!/bin/sh\necho hello 10\n");
+}
+
 #[test]
 fn a_mirror_serving_a_corrupt_manifest_is_set_aside() {
     let w = World::new();

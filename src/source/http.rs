@@ -1,6 +1,7 @@
-//! https:// (and, when allowed, http://) through one pooled reqwest client.
+//! https:// (and, when allowed, http://) through one pooled reqwest client per process.
 
 use std::io::{self, Read};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -56,30 +57,12 @@ impl HttpTransport {
                 .map_err(|e| Error::Usage(format!("HTTP header {name}: {e}")))?;
             headers.append(name, value);
         }
-        let mut builder = Client::builder()
-            .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            // Without this, an https server could redirect us to plain http.
-            .https_only(!cfg.allow_insecure_http)
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(cfg.connect_timeout)
-            // The blocking client applies this to the wait for headers and to each read,
-            // which is what turns a silent server into an error for the rate check.
-            .timeout(cfg.min_rate.1);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).at(path)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|certs| !certs.is_empty())
-                .ok_or_else(|| Error::TrustStore {
-                    path: path.clone(),
-                    reason: "no PEM certificate in the CA file".to_string(),
-                })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| Error::Connect {
-            url: base_url.to_string(),
-            reason: error_chain(&e),
+        let client = shared_client(cfg).map_err(|reason| match reason {
+            ClientError::Trust(e) => e,
+            ClientError::Build(reason) => Error::Connect {
+                url: base_url.to_string(),
+                reason,
+            },
         })?;
         Ok(HttpTransport {
             client,
@@ -131,6 +114,71 @@ impl HttpTransport {
         }
         Err(fatal(format!("more than {MAX_REDIRECTS} redirects")))
     }
+}
+
+/// What a client is built from: two sources with the same key can share one.
+#[derive(PartialEq, Eq)]
+struct ClientKey {
+    allow_insecure_http: bool,
+    ca_file: Option<std::path::PathBuf>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+enum ClientError {
+    Trust(Error),
+    Build(String),
+}
+
+/// The process's pooled client for this configuration, built on first use. Building one
+/// loads the system's trust roots (about a tenth of a second of CPU), and every source of
+/// a run (the version URL, the content URL, each mirror) takes the same settings, so they
+/// share one client and its connection pool; the per-origin identity headers stay with
+/// each transport.
+fn shared_client(cfg: &SourceConfig) -> std::result::Result<Client, ClientError> {
+    static CLIENTS: Mutex<Vec<(ClientKey, Client)>> = Mutex::new(Vec::new());
+    let key = ClientKey {
+        allow_insecure_http: cfg.allow_insecure_http,
+        ca_file: cfg.ca_file.clone(),
+        connect_timeout: cfg.connect_timeout,
+        read_timeout: cfg.min_rate.1,
+    };
+    let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
+    let client = build_client(&key)?;
+    clients.push((key, client.clone()));
+    Ok(client)
+}
+
+fn build_client(key: &ClientKey) -> std::result::Result<Client, ClientError> {
+    let mut builder = Client::builder()
+        .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        // Without this, an https server could redirect us to plain http.
+        .https_only(!key.allow_insecure_http)
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(key.connect_timeout)
+        // The blocking client applies this to the wait for headers and to each read,
+        // which is what turns a silent server into an error for the rate check.
+        .timeout(key.read_timeout);
+    if let Some(path) = &key.ca_file {
+        let pem = std::fs::read(path).at(path).map_err(ClientError::Trust)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| {
+                ClientError::Trust(Error::TrustStore {
+                    path: path.clone(),
+                    reason: "no PEM certificate in the CA file".to_string(),
+                })
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Build(error_chain(&e)))
 }
 
 impl Transport for HttpTransport {

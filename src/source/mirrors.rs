@@ -3,6 +3,8 @@
 //! a mirror that fails, stalls (the transfer-rate floor) or serves bytes whose hash does
 //! not match is set aside for the rest of the run and the object is fetched from another.
 //! No mirror is trusted more than another: everything they serve is checked by the chain.
+//! While another healthy mirror remains, a failure moves on at once; the last one gets
+//! the configured retries, so several mirrors are never less patient than one server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -18,7 +20,10 @@ pub(super) struct Mirrors {
 }
 
 struct Member {
+    /// The mirror without retries: another mirror is the better retry.
     source: Source,
+    /// The same with the configured retries, for when it is the last healthy one.
+    patient: Source,
     /// Downloads in progress from this mirror.
     busy: AtomicUsize,
     /// Why it was set aside, once it was.
@@ -35,13 +40,17 @@ impl Drop for Busy<'_> {
 }
 
 impl Mirrors {
-    /// A set over single-URL sources.
+    /// A set over single-URL sources (with their configured retries).
     pub(super) fn new(sources: Vec<Source>) -> Mirrors {
         Mirrors {
             members: sources
                 .into_iter()
-                .map(|source| Member {
-                    source,
+                .map(|patient| Member {
+                    source: Source {
+                        retries: 0,
+                        ..patient.clone()
+                    },
+                    patient,
                     busy: AtomicUsize::new(0),
                     aside: Mutex::new(None),
                 })
@@ -66,24 +75,34 @@ impl Mirrors {
             .collect()
     }
 
-    /// A healthy mirror, the least busy, starting from the one whose turn it is.
-    fn pick(&self) -> Option<&Member> {
+    /// A healthy mirror, the least busy, starting from the one whose turn it is, and
+    /// whether it is the last healthy one.
+    fn pick(&self) -> Option<(&Member, bool)> {
         let n = self.members.len();
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
-        (0..n)
+        let healthy: Vec<&Member> = (0..n)
             .map(|i| &self.members[(first + i) % n])
             .filter(|m| m.aside.lock().expect("not poisoned").is_none())
-            .min_by_key(|m| m.busy.load(Ordering::SeqCst))
+            .collect();
+        let last = healthy.len() == 1;
+        let member = healthy
+            .into_iter()
+            .min_by_key(|m| m.busy.load(Ordering::SeqCst))?;
+        Some((member, last))
     }
 
     /// Runs `attempt` against healthy mirrors until one succeeds or the error is not the
     /// mirror's fault; each mirror that fails is set aside, named in a warning.
     pub(super) fn each<T>(&self, mut attempt: impl FnMut(&Source) -> Result<T>) -> Result<T> {
         let mut last = None;
-        while let Some(member) = self.pick() {
+        while let Some((member, alone)) = self.pick() {
             member.busy.fetch_add(1, Ordering::SeqCst);
             let busy = Busy(&member.busy);
-            let result = attempt(&member.source);
+            let result = attempt(if alone {
+                &member.patient
+            } else {
+                &member.source
+            });
             drop(busy);
             match result {
                 Err(e) if blames_the_mirror(&e) => {

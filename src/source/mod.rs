@@ -142,8 +142,9 @@ impl Source {
     }
 
     /// A source over `base_url` and `mirrors` (source/mirrors.rs); without mirrors, the
-    /// same as [`Source::new`]. With several, a failing mirror is not retried: the next
-    /// one is tried at once, which is what makes a dead mirror cost nothing.
+    /// same as [`Source::new`]. With several, a failing mirror is not retried while another
+    /// healthy one remains: the next one is tried at once, which is what makes a dead
+    /// mirror cost nothing; the last healthy one is retried as a single source would be.
     pub fn with_mirrors(base_url: &str, mirrors: &[String], cfg: &SourceConfig) -> Result<Source> {
         let mut urls = vec![base_url.trim_end_matches('/')];
         for m in mirrors {
@@ -158,11 +159,7 @@ impl Source {
         }
         let members = urls
             .iter()
-            .map(|u| {
-                let mut s = Source::new(u, cfg)?;
-                s.retries = 0;
-                Ok(s)
-            })
+            .map(|u| Source::new(u, cfg))
             .collect::<Result<Vec<_>>>()?;
         primary.mirrors = Some(Arc::new(mirrors::Mirrors::new(members)));
         Ok(primary)
