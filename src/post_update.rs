@@ -445,6 +445,7 @@ pub fn run(
         name: "Post-update",
         total: actions.len() as u64,
     });
+    observer.event(Event::PhaseSize { bytes: 0 });
     let env = environment(ctx, triggers);
     let mut reports = Vec::new();
     for action in actions {

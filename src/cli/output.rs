@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::post_update::{Outcome, Report};
@@ -51,6 +51,7 @@ struct Inner {
 
 const BAR_EXACT: &str =
     "{msg:>13} [{bar:25}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}";
+const BAR_ITEMS: &str = "{msg:>13} [{bar:25}] {pos}/{len} ETA {eta}";
 const BAR_ESTIMATED: &str =
     "{msg:>13} [{bar:25}] {binary_bytes}/~{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}";
 
@@ -198,7 +199,9 @@ impl Output {
                 inner.step = Some(step.numbered(number, inner.steps.id(number)));
             }
             Mode::Plain => {
-                println!("{name}: {total} items");
+                if total > 0 {
+                    println!("{name}: {total} items");
+                }
                 inner.step = Some(step);
             }
             Mode::Bars => {
@@ -209,7 +212,6 @@ impl Output {
                     bar.set_prefix(format!("0/{total} files"));
                 }
                 bar.enable_steady_tick(Duration::from_millis(200));
-                bar.force_draw();
                 inner.bar = Some(bar);
                 inner.step = Some(step);
             }
@@ -223,11 +225,29 @@ impl Output {
             return;
         };
         step.bytes_total = Some(bytes);
-        if let Some(bar) = &inner.bar {
-            bar.set_style(style(BAR_EXACT));
-            bar.set_length(bytes);
+        let items = step.items;
+        if (bytes, items) == (0, 0) {
+            // Nothing to count (no post-update action, say): no bar, no closing line.
+            if let Some(bar) = inner.bar.take() {
+                bar.finish_and_clear();
+            }
         }
-        start_json(&mut inner);
+        if let Some(bar) = &inner.bar {
+            // A step that moves no bytes counts items only.
+            match (bytes, items) {
+                (0, 1..) => {
+                    bar.set_style(style(BAR_ITEMS));
+                    bar.set_length(items);
+                }
+                _ => {
+                    bar.set_style(style(BAR_EXACT));
+                    bar.set_length(bytes);
+                }
+            }
+        }
+        if self.mode == Mode::Json {
+            start_json(&mut inner);
+        }
     }
 
     fn advance(&self, items: u64, bytes: u64) {
@@ -238,10 +258,15 @@ impl Output {
         step.items_done += items;
         step.bytes_done += bytes;
         let (items_done, bytes_done, total_items) = (step.items_done, step.bytes_done, step.items);
+        let by_items = step.bytes_total == Some(0) && total_items > 0;
         let length = step.bytes_total.unwrap_or_else(|| step.estimated_bytes());
         if let Some(bar) = &inner.bar {
-            bar.set_length(length.max(bytes_done));
-            bar.set_position(bytes_done);
+            if by_items {
+                bar.set_position(items_done);
+            } else {
+                bar.set_length(length.max(bytes_done));
+                bar.set_position(bytes_done);
+            }
             if total_items > 0 {
                 bar.set_prefix(format!("{items_done}/{total_items} files"));
             }
@@ -273,6 +298,7 @@ impl Output {
                     emit(&mut inner, &pairs);
                 }
             }
+            _ if step.is_empty() => {}
             Mode::Plain => println!("{}", step.summary()),
             Mode::Bars => {
                 if let Some(bar) = inner.bar.take() {
@@ -374,10 +400,11 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
 
 impl Observer for Output {
     fn event(&self, event: Event<'_>) {
-        if self.mode == Mode::Json {
-            if !matches!(event, Event::PhaseSize { .. } | Event::Phase { .. }) {
-                start_json(&mut self.lock());
-            }
+        // Whatever happens first in a step opens it in JSON (its size may come first).
+        if self.mode == Mode::Json
+            && !matches!(event, Event::PhaseSize { .. } | Event::Phase { .. })
+        {
+            start_json(&mut self.lock());
         }
         match (self.mode, event) {
             (_, Event::Phase { name, total }) => self.phase(name, total),
@@ -418,6 +445,11 @@ impl Observer for Output {
 }
 
 impl Step {
+    /// True for a step known to have nothing to count.
+    fn is_empty(&self) -> bool {
+        self.items == 0 && self.bytes_total == Some(0)
+    }
+
     /// The closing line: items, bytes, time and rate.
     fn summary(&self) -> String {
         let elapsed = self.started.elapsed();
@@ -425,15 +457,21 @@ impl Step {
             0 => String::new(),
             n => format!("{} of {n} items, ", self.items_done),
         };
+        let secs = elapsed.as_secs_f64();
         let total = match self.bytes_total {
+            Some(0) if self.items > 0 => {
+                return format!(
+                    "{}: {} of {} items in {secs:.1}s",
+                    self.name, self.items_done, self.items
+                )
+            }
             Some(t) => format!(" of {}", HumanBytes(t)),
             None => String::new(),
         };
         format!(
-            "{}: {items}{}{total} in {} ({})",
+            "{}: {items}{}{total} in {secs:.1}s ({})",
             self.name,
             HumanBytes(self.bytes_done),
-            HumanDuration(elapsed),
             rate(self.bytes_done, elapsed)
         )
     }
