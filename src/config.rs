@@ -32,6 +32,8 @@ pub struct Config {
     pub channel: Option<String>,
     pub mirrors: Option<Vec<String>>,
     pub slots: Option<Slots>,
+    /// Seconds one post-update action may run before it is killed.
+    pub post_update_timeout: Option<u64>,
 }
 
 /// The `[slots]` table: the two core slots, the ESP and how to find the active slot.

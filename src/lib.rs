@@ -32,6 +32,8 @@ pub mod limits;
 pub mod manifest;
 /// Old manifests + new manifests -> what to do.
 pub mod plan;
+/// After a change of the root: ldconfig, systemd, the boot manager, drop-ins.
+pub mod post_update;
 /// Progress events from the library to its user.
 pub mod progress;
 /// Staged rollouts: the signed schedule of waves and where a machine stands in it.

@@ -9,6 +9,9 @@ pub enum Event<'a> {
     Warning(String),
     /// A step with a known number of items starts.
     Phase { name: &'a str, total: u64 },
+    /// The byte total of the current step, when known before it runs (right after
+    /// `Phase`); without it the bytes of a step are counted but their total is estimated.
+    PhaseSize { bytes: u64 },
     /// Items (and bytes) of the current step are done.
     Advance { items: u64, bytes: u64 },
     /// The current step is over.
@@ -29,6 +32,8 @@ pub enum Event<'a> {
     },
     /// How the content of a change came over the wire.
     Transfer(Transfer),
+    /// A post-update action ran, failed, timed out or was skipped.
+    PostUpdate(&'a crate::post_update::Report),
 }
 
 /// Bytes downloaded for a change's content, by the way they came.

@@ -92,6 +92,9 @@ pub struct Global {
     /// No progress bars
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Do not run post-update actions (ldconfig, systemd, boot manager, drop-ins)
+    #[arg(short = 'N', long, global = true)]
+    pub no_scripts: bool,
     /// Config file (default ROOT/etc/chainup/config.toml)
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,

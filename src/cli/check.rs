@@ -32,7 +32,7 @@ pub fn diagnose(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
 }
 
 /// Runs repair and prints what it found, did and could not do.
-pub fn repair(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
+pub fn repair(client: &Client, opts: &Options, g: &super::Global, out: &Output) -> Result<i32> {
     let done = diagnose::repair(client, opts)?;
     for f in &done.found.findings {
         show(out, f, "finding");
@@ -50,6 +50,11 @@ pub fn repair(client: &Client, opts: &Options, out: &Output) -> Result<i32> {
         a.deleted,
         done.unfixed.len()
     ));
+    // swupd runs its helper after every repair, with the boot manager.
+    let mut changed = a.changed.clone();
+    changed.force_boot("always after repair, as swupd");
+    let v = done.found.version;
+    super::post::run(g, out, "repair", (Some(v), v), &changed)?;
     Ok(if done.unfixed.is_empty() { 0 } else { 1 })
 }
 

@@ -3,6 +3,7 @@
 pub mod args;
 mod check;
 pub mod output;
+mod post;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,21 +86,31 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
                 _ => Access::Write,
             };
             let client = Client::new(settings, out, access)?;
-            run_client(cmd, &client, out)
+            run_client(cmd, &client, g, out)
         }
     }
 }
 
-fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
+fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Result<i32> {
     match cmd {
         Command::Update { version, download } => {
             let _lock = client.lock()?;
-            report(out, client.update(*version, *download)?);
+            let updated = client.update(*version, *download)?;
+            report(out, &updated);
+            if let Updated::Done { from, to, applied } = &updated {
+                post::run(g, out, cmd.name(), (*from, *to), &applied.changed)?;
+            }
             Ok(0)
         }
         Command::OsInstall { version, bundles } => {
             let _lock = client.lock()?;
-            report(out, client.os_install(*version, bundles)?);
+            let updated = client.os_install(*version, bundles)?;
+            report(out, &updated);
+            if let Updated::Done { from, to, applied } = &updated {
+                let mut changed = applied.changed.clone();
+                changed.force_boot("always after os-install, as swupd");
+                post::run(g, out, cmd.name(), (*from, *to), &changed)?;
+            }
             Ok(0)
         }
         Command::CheckUpdate => {
@@ -129,6 +140,10 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
                 applied.files,
                 applied.dirs
             ));
+            if applied.files + applied.dirs + applied.deleted > 0 {
+                let v = client.current_version()?;
+                post::run(g, out, cmd.name(), (Some(v), v), &applied.changed)?;
+            }
             Ok(0)
         }
         Command::BundleRemove { bundles } => {
@@ -176,7 +191,7 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             check: args,
         } => {
             let _lock = client.lock()?;
-            check::repair(client, &args.options(), out)
+            check::repair(client, &args.options(), g, out)
         }
         Command::Hashdump { .. }
         | Command::Completions { .. }
@@ -200,8 +215,8 @@ fn rollout_json(wave: &crate::client::WaveStanding) -> serde_json::Value {
            "state": state, "wave_start": start, "ignored": wave.ignored})
 }
 
-fn report(out: &Output, updated: Updated) {
-    let text = match &updated {
+fn report(out: &Output, updated: &Updated) {
+    let text = match updated {
         Updated::UpToDate { current, target } if current == target => {
             format!("Version {current} is the latest; nothing to do")
         }

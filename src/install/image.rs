@@ -557,14 +557,27 @@ impl Install<'_> {
             .map_err(|e| Error::io(&target.path, e))?;
         let mut writer = SlotWriter::new(&target.file, on_device);
         let mut wrote = started.elapsed();
+        let observer = self.ctx.observer;
+        observer.event(Event::Phase {
+            name: "Writing image",
+            total: 0,
+        });
+        observer.event(Event::PhaseSize {
+            bytes: stream.size(),
+        });
+        let mut counted = Counted {
+            inner: &mut writer,
+            observer,
+        };
         let written = stream
-            .write_unproven(&mut writer, &target.path)
+            .write_unproven(&mut counted, &target.path)
             .and_then(|image| {
                 wrote = started.elapsed();
                 writer.finish().map_err(|e| Error::io(&target.path, e))?;
                 Ok(image)
             });
         let synced = started.elapsed();
+        observer.event(Event::PhaseDone);
         // On a failed write the writer is dropped here, which stops the reader.
         let read = reader
             .join()
@@ -586,5 +599,27 @@ impl Install<'_> {
             started.elapsed() - synced
         );
         Ok(image)
+    }
+}
+
+/// A writer that tells the observer how many bytes went through it (the image write's
+/// progress: bytes, rate and ETA on the user's side).
+struct Counted<'a, W: std::io::Write> {
+    inner: W,
+    observer: &'a dyn Observer,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.observer.event(Event::Advance {
+            items: 0,
+            bytes: n as u64,
+        });
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

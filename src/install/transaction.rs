@@ -33,6 +33,8 @@ pub struct Applied {
     /// Directories replaced by a file or symlink that held entries no manifest lists:
     /// (where they were, where they are now).
     pub moved_aside: Vec<(String, String)>,
+    /// What the changed paths call for once the change is in (ldconfig, systemd, ...).
+    pub changed: crate::post_update::Triggers,
 }
 
 /// One entry to create or place, with its validated path.
@@ -216,9 +218,13 @@ impl<'a> Transaction<'a> {
             name: "Installing",
             total: (self.dirs.len() + self.files.len() + self.deletions.len()) as u64,
         });
+        self.observer.event(Event::PhaseSize {
+            bytes: self.files.iter().map(|s| get(s).meta().size).sum(),
+        });
         for s in &self.dirs {
             self.root.make_dir(&s.path, get(s).meta())?;
             applied.dirs += 1;
+            applied.changed.note(&s.path);
             self.advance(0);
         }
         failpoint::point("txn::dirs")?;
@@ -260,6 +266,7 @@ impl<'a> Transaction<'a> {
             }
             self.root.commit(&s.path, slot)?;
             applied.files += 1;
+            applied.changed.note(&s.path);
             self.advance(get(s).meta().size);
             failpoint::point("txn::commit")?;
         }
@@ -276,6 +283,7 @@ impl<'a> Transaction<'a> {
         for (slot, s) in version_files {
             self.root.commit(&s.path, slot)?;
             applied.files += 1;
+            applied.changed.note(&s.path);
             self.advance(get(s).meta().size);
         }
         self.root.sync()?;
@@ -291,6 +299,7 @@ impl<'a> Transaction<'a> {
     fn delete(&self, path: &RootPath, applied: &mut Applied) -> Result<()> {
         if self.root.remove(path)? {
             applied.deleted += 1;
+            applied.changed.note(path);
         } else {
             self.observer.event(Event::Warning(format!(
                 "{path} holds files no manifest lists; left in place"
@@ -313,6 +322,7 @@ impl<'a> Transaction<'a> {
         for d in self.deletions.iter().filter(|d| d.is_below(path)) {
             if deleted.insert(d.clone()) && self.root.remove(d)? {
                 applied.deleted += 1;
+                applied.changed.note(d);
             }
         }
         if self.root.remove(path)? {

@@ -1,0 +1,39 @@
+//! After a command changed the root: the post-update actions, or with `--no-scripts` the
+//! plan only, each action reported as skipped.
+
+use std::time::Duration;
+
+use super::output::Output;
+use super::Global;
+use crate::post_update::{self, Context, Host, Triggers};
+use crate::Result;
+
+/// Plans and runs the actions `changed` calls for; a failing one is only reported.
+pub fn run(
+    g: &Global,
+    out: &Output,
+    command: &str,
+    (from, to): (Option<u32>, u32),
+    changed: &Triggers,
+) -> Result<()> {
+    let (root, config) = super::local_config(g)?;
+    let timeout = config
+        .post_update_timeout
+        .map_or(post_update::DEFAULT_TIMEOUT, Duration::from_secs);
+    let ctx = Context {
+        root: &root,
+        command,
+        from,
+        to,
+        timeout,
+    };
+    let mut actions = post_update::plan(&ctx, Host::detect(&root), changed);
+    if g.no_scripts {
+        out.warning("post-update actions skipped (--no-scripts)");
+        for a in &mut actions {
+            a.skip = Some("--no-scripts".into());
+        }
+    }
+    post_update::run(&ctx, actions, changed, out);
+    Ok(())
+}
