@@ -21,6 +21,7 @@ pub use fleet::{Target, WaveStanding};
 mod journal;
 pub use journal::Pending;
 mod manifests;
+pub use manifests::MANIFEST_CACHE;
 mod packs;
 
 /// Where swupd-compatible roots list their installed bundles.
