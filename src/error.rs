@@ -104,6 +104,12 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("{0}")]
+    Subprocess(String),
+
+    #[error("3rd-party repository {name}: {reason}")]
+    Repository { name: String, reason: String },
 }
 
 /// Library result.
@@ -135,6 +141,8 @@ impl Error {
             Error::Io { .. } => 32,
             Error::HashMismatch { .. } => 38,
             Error::Slot(_) => 40,
+            Error::Subprocess(_) => 28,
+            Error::Repository { .. } => 37,
         }
     }
 
