@@ -437,6 +437,21 @@ fn third_party_repositories_install_through_the_verified_chain() {
         third_party(&w, &["bundle-add", "nosuch"]).status.code(),
         Some(3)
     );
+    let s = stdout(&ok(third_party(&w, &["bundle-list"])));
+    assert_eq!(
+        s,
+        "Repository tools:\n - devtools\n - editors\n - os-core\n"
+    );
+    ok(third_party(&w, &["bundle-remove", "devtools"]));
+    assert!(!repo_root.join("usr/bin/tool").exists());
+    assert!(repo_root.join("usr/bin/vim").is_file());
+    assert_eq!(
+        third_party(&w, &["bundle-remove", "devtools"])
+            .status
+            .code(),
+        Some(13)
+    );
+    assert_eq!(third_party(&w, &["check-update"]).status.code(), Some(1));
 
     // A release signed by someone else is refused; a real one is installed.
     repo.derive(5, 6);
@@ -445,6 +460,18 @@ fn third_party_repositories_install_through_the_verified_chain() {
     repo.sign_mom(6, &w.keys.root, &w.keys.root_key, &[]);
     assert_eq!(third_party(&w, &["update"]).status.code(), Some(21));
     repo.sign_mom(6, &repo.keys.root, &repo.keys.root_key, &[]);
+    assert_eq!(
+        third_party(&w, &["check-update", "-R", "tools"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // `clean` covers the repositories' state directories too.
+    ok(third_party(&w, &["update", "--download"]));
+    let repo_staged = w.state.join("3rd-party/tools/staged");
+    assert!(std::fs::read_dir(&repo_staged).unwrap().count() > 0);
+    ok(w.chainup(&["clean"]));
+    assert!(!repo_staged.exists());
     ok(third_party(&w, &["update", "-R", "tools"]));
     assert!(
         std::fs::read_to_string(repo_root.join("usr/lib/os-release"))

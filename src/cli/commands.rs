@@ -131,6 +131,29 @@ pub enum ThirdParty {
         #[arg(required = true)]
         bundles: Vec<String>,
     },
+    /// Remove bundles installed from a repository
+    BundleRemove {
+        /// The repository (default: the one the bundles are installed from)
+        #[arg(short = 'R', long = "repo")]
+        repo: Option<String>,
+        #[arg(required = true)]
+        bundles: Vec<String>,
+    },
+    /// List the bundles installed from the repositories
+    BundleList {
+        /// Only this repository
+        #[arg(short = 'R', long = "repo")]
+        repo: Option<String>,
+        /// Every bundle the repositories have, installed or not
+        #[arg(long)]
+        all: bool,
+    },
+    /// Exit 0 if a repository has a newer version, 1 if none has
+    CheckUpdate {
+        /// Only this repository
+        #[arg(short = 'R', long = "repo")]
+        repo: Option<String>,
+    },
     /// Update the repositories' content
     Update {
         /// Only this repository
@@ -260,10 +283,11 @@ fn size(bytes: u64) -> String {
 /// `search-file`: 0 found, 1 not found, 8 when some manifest could not be had.
 pub fn search_file(client: &Client, a: &SearchFileArgs, out: &Output) -> Result<i32> {
     if a.init {
-        let (version, manifests, failed) = search_file::load_all(client, a.version)?;
+        let (mom, manifests, failed) = search_file::load_all(client, a.version)?;
         out.result(&format!(
-            "Cached {} manifests of version {version}",
-            manifests.len()
+            "Cached {} manifests of version {}",
+            manifests.len(),
+            mom.version()
         ));
         return Ok(if failed.is_empty() { 0 } else { 8 });
     }
@@ -554,6 +578,12 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
             third_party::find(&root, name)?;
             let main = StateDir::open(&main_state)?;
             let _lock = main.lock()?;
+            // Not while an operation on the repository itself is running.
+            let repo_state = third_party::repo_state(&main_state, name);
+            let _repo_lock = match repo_state.is_dir() {
+                true => Some(StateDir::open(&repo_state)?.lock()?),
+                false => None,
+            };
             let repos: Vec<Repo> = third_party::read_repos(&root)?
                 .into_iter()
                 .filter(|r| r.name != *name)
@@ -582,16 +612,72 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
             }
             Ok(0)
         }
+        ThirdParty::BundleRemove { repo, bundles } => {
+            let repo = match repo {
+                Some(name) => third_party::find(&root, name)?,
+                None => installed_from(&root, bundles)?,
+            };
+            let client = Client::new(repo_settings(g, &repo)?, out, Access::Write)?;
+            let _lock = client.lock()?;
+            let applied = client.bundle_remove(bundles)?;
+            out.result(&format!(
+                "Removed {} from repository {}: {} entries deleted",
+                bundles.join(", "),
+                repo.name,
+                applied.deleted
+            ));
+            Ok(0)
+        }
+        ThirdParty::BundleList { repo, all } => {
+            for repo in selected(&root, repo)? {
+                out.result(&format!("Repository {}:", repo.name));
+                let client = Client::new(repo_settings(g, &repo)?, out, Access::Read)?;
+                for b in client.bundle_list(*all)? {
+                    let mark = if *all && b.installed {
+                        " (installed)"
+                    } else {
+                        ""
+                    };
+                    out.record(
+                        &format!(" - {}{mark}", b.name),
+                        json!({"type": "bundle", "repository": repo.name, "name": b.name,
+                               "installed": b.installed, "experimental": b.experimental}),
+                    );
+                }
+            }
+            Ok(0)
+        }
+        ThirdParty::CheckUpdate { repo } => {
+            let mut any = false;
+            for repo in selected(&root, repo)? {
+                let client = Client::new(repo_settings(g, &repo)?, out, Access::Read)?;
+                let (current, target) = client.check_update()?;
+                let newer = target.version > current;
+                any |= newer;
+                let text = match newer {
+                    true => format!(
+                        "Repository {}: update available: version {} (current {current})",
+                        repo.name, target.version
+                    ),
+                    false => format!(
+                        "Repository {}: no update available (current {current}, server {})",
+                        repo.name, target.version
+                    ),
+                };
+                out.record(
+                    &text,
+                    json!({"type": "info", "repository": repo.name, "current": current,
+                           "latest": target.version, "msg": text}),
+                );
+            }
+            Ok(if any { 0 } else { 1 })
+        }
         ThirdParty::Update {
             repo,
             version,
             download,
         } => {
-            let repos = match repo {
-                Some(name) => vec![third_party::find(&root, name)?],
-                None => third_party::read_repos(&root)?,
-            };
-            for repo in repos {
+            for repo in selected(&root, repo)? {
                 out.result(&format!("Updating repository {}", repo.name));
                 let client = Client::new(repo_settings(g, &repo)?, out, Access::Write)?;
                 let _lock = client.lock()?;
@@ -600,6 +686,33 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The repository named, or all of them.
+fn selected(root: &Path, name: &Option<String>) -> Result<Vec<Repo>> {
+    match name {
+        Some(name) => Ok(vec![third_party::find(root, name)?]),
+        None => third_party::read_repos(root),
+    }
+}
+
+/// The one repository `bundles` are installed from (swupd: 13 if none, 15 if several).
+fn installed_from(root: &Path, bundles: &[String]) -> Result<Repo> {
+    let mut found: Option<Repo> = None;
+    for repo in third_party::read_repos(root)? {
+        let marked = crate::client::installed_bundles(&third_party::repo_root(root, &repo.name))?;
+        if !bundles.iter().any(|b| marked.contains(b)) {
+            continue;
+        }
+        if let Some(first) = &found {
+            return Err(Error::Usage(format!(
+                "the bundles are installed from both {} and {}: name one with --repo",
+                first.name, repo.name
+            )));
+        }
+        found = Some(repo);
+    }
+    found.ok_or_else(|| Error::NotInstalled(bundles.join(", ")))
 }
 
 /// Which repository has each bundle: exactly one must (swupd: 3 if none, 15 if several).

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::chain::VerifiedManifest;
+use crate::chain::{VerifiedManifest, VerifiedMom};
 use crate::client::Client;
 use crate::manifest::EntryType;
 use crate::progress::Event;
@@ -68,7 +68,7 @@ pub struct Found {
 pub fn load_all(
     client: &Client,
     version: Option<u32>,
-) -> Result<(u32, Vec<VerifiedManifest>, Vec<String>)> {
+) -> Result<(VerifiedMom, Vec<VerifiedManifest>, Vec<String>)> {
     let version = match version {
         Some(v) => v,
         None => client.current_version()?,
@@ -93,14 +93,13 @@ pub fn load_all(
             .event(Event::Advance { items: 1, bytes: 0 });
     }
     client.observer().event(Event::PhaseDone);
-    Ok((version, manifests, failed))
+    Ok((mom, manifests, failed))
 }
 
 /// Runs `query` over every bundle of the release.
 pub fn search(client: &Client, query: &Query) -> Result<Found> {
     let matcher = Matcher::new(query)?;
-    let (version, manifests, failed) = load_all(client, query.version)?;
-    let mom = client.verified_mom(version)?;
+    let (mom, manifests, failed) = load_all(client, query.version)?;
     let installed = client.installed_bundles()?;
     let by_name: BTreeMap<&str, &VerifiedManifest> =
         manifests.iter().map(|m| (m.name(), m)).collect();
@@ -136,7 +135,7 @@ pub fn search(client: &Client, query: &Query) -> Result<Found> {
         Order::Size => hits.sort_by(|a, b| a.size.cmp(&b.size).then(a.bundle.cmp(&b.bundle))),
     }
     Ok(Found {
-        version,
+        version: mom.version(),
         hits,
         failed,
     })
