@@ -495,6 +495,28 @@ fn third_party_repositories_install_through_the_verified_chain() {
             cert,
         ])));
 
+    // Setuid, setgid and sticky modes are refused in 3rd-party content, before
+    // anything is installed (swupd's "dangerous permissions", exit 38).
+    repo.derive(6, 7);
+    repo.file(7, "editors", "/usr/bin/vim", b"vim 7\n", 0o4755);
+    ok(repo.publish(7, &[]));
+    let out = third_party(&w, &["update"]);
+    assert_eq!(out.status.code(), Some(38), "{}", text(&out));
+    assert!(
+        text(&out).contains("/usr/bin/vim has mode 4755"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        std::fs::read_to_string(repo_root.join("usr/lib/os-release"))
+            .unwrap()
+            .contains("VERSION_ID=6")
+    );
+    assert_eq!(
+        std::fs::read(repo_root.join("usr/bin/vim")).unwrap(),
+        b"vim\n"
+    );
+
     // The main root was never touched.
     assert_eq!(fixture::snapshot(&w.root, &["/opt"]), main_before);
 

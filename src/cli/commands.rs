@@ -779,5 +779,6 @@ fn repo_settings(g: &Global, repo: &Repo) -> Result<Settings> {
     let mut s = settings(&rg)?;
     s.mirrors.clear();
     s.slots = None;
+    s.refuse_special_modes = true;
     Ok(s)
 }

@@ -465,6 +465,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
         channel,
         ignore_waves: g.ignore_waves,
         slots: config.slots.clone(),
+        refuse_special_modes: false,
     })
 }
 
