@@ -68,6 +68,21 @@ fn bundle_info_reports_status_versions_dependencies_and_files() {
             .code(),
         Some(15)
     );
+    // JSON: one record with the same facts.
+    let out = ok(w.chainup(&["bundle-info", "editors", "--dependencies", "-j"]));
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let info = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "bundle-info")
+        .unwrap();
+    assert_eq!(info["bundle"], "editors");
+    assert_eq!(info["installed"], false);
+    assert_eq!(info["version"], 10);
+    assert_eq!(info["direct"][0]["name"], "os-core");
+    assert_eq!(info["direct"][0]["installed"], true);
+
     // A reading command: nothing in the state directory is made for it.
     assert!(!w.state.join("manifests").exists());
 }
@@ -104,6 +119,35 @@ fn search_file_finds_a_file_in_a_bundle_that_is_not_installed() {
         "^/usr/bin/(gcc|vim)$",
     ])));
     assert_eq!(re.trim(), "/usr/bin/gcc,devtools\n/usr/bin/vim,editors");
+    let out = ok(w.chainup(&["search-file", "-j", "usr/bin/"]));
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits: Vec<(String, bool, usize)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "search-result")
+        .map(|e| {
+            let paths = e["paths"].as_array().unwrap().len();
+            (
+                e["bundle"].as_str().unwrap().to_string(),
+                e["installed"] == true,
+                paths,
+            )
+        })
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            ("devtools".to_string(), false, 1),
+            ("editors".to_string(), false, 1),
+            ("os-core".to_string(), true, 2)
+        ]
+    );
+    let top = stdout(&ok(w.chainup(&["search-file", "-T", "1", "usr/bin/"])));
+    assert!(
+        top.contains("\t/usr/bin/hello\n") && !top.contains("/usr/bin/hi\n"),
+        "{top}"
+    );
     let out = w.chainup(&["search-file", "no-such-file-anywhere"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("Search term not found"));
