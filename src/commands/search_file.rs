@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::chain::{VerifiedManifest, VerifiedMom};
 use crate::client::Client;
 use crate::manifest::EntryType;
@@ -75,11 +77,22 @@ pub fn load_all(
     };
     let mom = client.verified_mom(version)?;
     client.cache_manifests();
+    let names: Vec<String> = mom.bundles().map(|e| e.path.clone()).collect();
+    // As many at a time as downloads may run (-W): a release has hundreds of bundles.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(client.settings().max_parallel_downloads.max(1))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start download workers: {e}")))?;
+    let results: Vec<(String, Result<VerifiedManifest>)> = pool.install(|| {
+        names
+            .par_iter()
+            .map(|name| (name.clone(), client.manifest(&mom, name)))
+            .collect()
+    });
     let mut manifests = Vec::new();
     let mut failed = Vec::new();
-    let names: Vec<String> = mom.bundles().map(|e| e.path.clone()).collect();
-    for name in names {
-        match client.manifest(&mom, &name) {
+    for (name, result) in results {
+        match result {
             Ok(m) => manifests.push(m),
             Err(e) => {
                 client
@@ -88,11 +101,7 @@ pub fn load_all(
                 failed.push(name);
             }
         }
-        client
-            .observer()
-            .event(Event::Advance { items: 1, bytes: 0 });
     }
-    client.observer().event(Event::PhaseDone);
     Ok((mom, manifests, failed))
 }
 
