@@ -18,6 +18,8 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
+mod cache;
+pub use cache::cached_manifest_path;
 pub(crate) mod chunks;
 mod fullfile;
 pub(crate) mod image;

@@ -21,6 +21,7 @@ pub use fleet::{Target, WaveStanding};
 mod journal;
 pub use journal::Pending;
 mod manifests;
+pub use manifests::MANIFEST_CACHE;
 mod packs;
 
 /// Where swupd-compatible roots list their installed bundles.
@@ -56,6 +57,9 @@ pub struct Settings {
     pub mirrors: Vec<String>,
     /// `--ignore-waves`: take the version a rollout schedule rolls out, whatever the wave.
     pub ignore_waves: bool,
+    /// Refuse content with setuid, setgid or sticky modes (3rd-party repositories, as
+    /// swupd's "dangerous permissions"), before anything is installed.
+    pub refuse_special_modes: bool,
 }
 
 /// The outcome of an update.
@@ -608,6 +612,9 @@ impl<'o> Client<'o> {
             (&old.versions, &old.files),
             new,
         )?;
+        if self.settings.refuse_special_modes {
+            refuse_special_modes(&txn.needed(), &staged)?;
+        }
         if download_only {
             return Ok(None);
         }
@@ -737,6 +744,24 @@ impl<'o> Client<'o> {
         let nothing_installed = (&Default::default(), &FileSet::default());
         self.stage_content(needed, dir, bound, nothing_installed, &[])
     }
+}
+
+/// Fails on the first staged object with a setuid, setgid or sticky mode.
+fn refuse_special_modes(
+    needed: &[&crate::manifest::Entry],
+    staged: &HashMap<crate::hash::Hash, StagedFile>,
+) -> Result<()> {
+    for e in needed {
+        if let Some(f) = staged.get(&e.hash) {
+            if f.meta().mode & 0o7000 != 0 {
+                return Err(Error::DangerousMode {
+                    path: e.path.clone(),
+                    mode: f.meta().mode & 0o7777,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The signed content size of `manifests` together.

@@ -104,6 +104,15 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("{0}")]
+    Subprocess(String),
+
+    #[error("3rd-party repository {name}: {reason}")]
+    Repository { name: String, reason: String },
+
+    #[error("{path} has mode {mode:04o} (setuid, setgid or sticky): refused in 3rd-party content")]
+    DangerousMode { path: String, mode: u32 },
 }
 
 /// Library result.
@@ -133,8 +142,10 @@ impl Error {
             Error::Signature { .. } | Error::TrustStore { .. } => 21,
             Error::DiskSpace { .. } | Error::DiskFull(_) => 25,
             Error::Io { .. } => 32,
-            Error::HashMismatch { .. } => 38,
+            Error::HashMismatch { .. } | Error::DangerousMode { .. } => 38,
             Error::Slot(_) => 40,
+            Error::Subprocess(_) => 28,
+            Error::Repository { .. } => 37,
         }
     }
 

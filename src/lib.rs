@@ -12,6 +12,8 @@ pub mod chunks;
 pub mod cli;
 /// The operations: update, os-install, bundle-add/remove/list, check-update.
 pub mod client;
+/// bundle-info, search-file, clean, mirror, autoupdate, 3rd-party.
+pub mod commands;
 /// The TOML configuration file.
 pub mod config;
 /// diagnose and repair: the root against its verified manifests.

@@ -176,6 +176,19 @@ pub enum Command {
     Info,
     /// Accept the running A/B slot: drop the boot counter of its EFI entry
     MarkGood,
+    /// Show a bundle's status, versions, size, dependencies and files
+    BundleInfo(super::commands::BundleInfoArgs),
+    /// Find the bundles, installed or not, that hold a matching file
+    SearchFile(super::commands::SearchFileArgs),
+    /// Remove cached manifests and staged content from the state directory
+    Clean(super::commands::CleanArgs),
+    /// Show, set or unset the mirror URLs (swupd's /etc/swupd/mirror_* files)
+    Mirror(super::commands::MirrorArgs),
+    /// Turn automatic updates (chainup-update.timer) on or off, or show whether they are on
+    Autoupdate(super::commands::AutoupdateArgs),
+    /// 3rd-party repositories under /opt/3rd-party: add, remove, list, bundle-add, update
+    #[command(name = "3rd-party", subcommand)]
+    ThirdParty(super::commands::ThirdParty),
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -200,6 +213,12 @@ impl Command {
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
             Command::MarkGood => "mark-good",
+            Command::BundleInfo(_) => "bundle-info",
+            Command::SearchFile(_) => "search-file",
+            Command::Clean(_) => "clean",
+            Command::Mirror(_) => "mirror",
+            Command::Autoupdate(_) => "autoupdate",
+            Command::ThirdParty(_) => "3rd-party",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }

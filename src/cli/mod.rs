@@ -2,6 +2,7 @@
 
 pub mod args;
 mod check;
+pub mod commands;
 pub mod output;
 mod post;
 
@@ -64,6 +65,10 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         Command::MarkGood => mark_good(g, out),
         // Local only, so it also works on a machine not yet pointed at a server.
         Command::Info => info(g, out),
+        Command::Clean(a) => commands::clean(g, a, out),
+        Command::Mirror(a) => commands::mirror(g, a, out),
+        Command::Autoupdate(a) => commands::autoupdate(g, a, out),
+        Command::ThirdParty(a) => commands::third_party(g, a, out),
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
@@ -81,6 +86,7 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
                 Command::OsInstall { .. } => Access::Install,
                 Command::CheckUpdate
                 | Command::BundleList { .. }
+                | Command::BundleInfo(_)
                 | Command::Diagnose(_)
                 | Command::Verify { fix: false, .. } => Access::Read,
                 _ => Access::Write,
@@ -193,7 +199,13 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             let _lock = client.lock()?;
             check::repair(client, &args.options(), g, out)
         }
+        Command::BundleInfo(a) => commands::bundle_info(client, a, out),
+        Command::SearchFile(a) => commands::search_file(client, a, out),
         Command::Hashdump { .. }
+        | Command::Clean(_)
+        | Command::Mirror(_)
+        | Command::Autoupdate(_)
+        | Command::ThirdParty(_)
         | Command::Completions { .. }
         | Command::Man
         | Command::MarkGood
@@ -468,6 +480,7 @@ pub fn settings(g: &Global) -> Result<Settings> {
         channel,
         ignore_waves: g.ignore_waves,
         slots: config.slots.clone(),
+        refuse_special_modes: false,
     })
 }
 

@@ -3,16 +3,21 @@
 //! and by its tar when there is no such text, no delta, or an unusable one.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use super::Client;
 use crate::chain::{DeltaMiss, ManifestText, VerifiedManifest, VerifiedMom};
 use crate::progress::Event;
 use crate::Result;
 
-/// Verified manifest texts of this run, by bundle and version.
+/// Verified manifest texts of this run, by bundle and version, and the manifest cache
+/// in force, if a command asked for one.
 #[derive(Default)]
-pub(super) struct ManifestTexts(Mutex<BTreeMap<(String, u32), ManifestText>>);
+pub(super) struct ManifestTexts(
+    Mutex<BTreeMap<(String, u32), ManifestText>>,
+    OnceLock<PathBuf>,
+);
 
 impl ManifestTexts {
     /// The newest text of `bundle` older than `version`.
@@ -32,7 +37,8 @@ impl ManifestTexts {
 }
 
 impl Client<'_> {
-    pub(super) fn manifest(&self, mom: &VerifiedMom, bundle: &str) -> Result<VerifiedManifest> {
+    /// The verified manifest of `bundle` in `mom` (by delta, from the cache, or whole).
+    pub fn manifest(&self, mom: &VerifiedMom, bundle: &str) -> Result<VerifiedManifest> {
         let base = mom
             .bundle(bundle)
             .and_then(|line| self.manifest_texts.base(bundle, line.version));
@@ -48,8 +54,24 @@ impl Client<'_> {
                 ))),
             }
         }
-        let m = self.chain.manifest(mom, bundle)?;
+        let m = match self.manifest_texts.1.get() {
+            Some(dir) => self.chain.manifest_cached(mom, bundle, dir)?,
+            None => self.chain.manifest(mom, bundle)?,
+        };
         self.manifest_texts.remember(&m);
         Ok(m)
     }
+
+    /// From now on, manifests are kept in (and read from) the state directory's
+    /// manifest cache, `<statedir>/manifests` (search-file, bundle-info). Every cached
+    /// manifest is still hashed against the verified MoM when it is read.
+    pub fn cache_manifests(&self) {
+        let _ = self
+            .manifest_texts
+            .1
+            .set(self.state().path().join(MANIFEST_CACHE));
+    }
 }
+
+/// The manifest cache's directory in the state directory.
+pub const MANIFEST_CACHE: &str = "manifests";
