@@ -115,7 +115,7 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
                 ));
                 let client = Client::new(repo_settings(g, &repo)?, out, Access::Install)?;
                 let _lock = client.lock()?;
-                report(out, client.os_install(None, &[])?);
+                report(out, &client.os_install(None, &[])?);
                 let mut repos = third_party::read_repos(&root)?;
                 repos.push(repo.clone());
                 third_party::write_repos(&root, &repos)
@@ -238,7 +238,7 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
                 out.result(&format!("Updating repository {}", repo.name));
                 let client = Client::new(repo_settings(g, &repo)?, out, Access::Write)?;
                 let _lock = client.lock()?;
-                report(out, client.update(*version, *download)?);
+                report(out, &client.update(*version, *download)?);
             }
             Ok(0)
         }
