@@ -6,12 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// chainup: verified, swupd-compatible OS updates with A/B core images.
 #[derive(Debug, Parser)]
-#[command(
-    name = "chainup",
-    version,
-    disable_version_flag = true,
-    max_term_width = 100
-)]
+#[command(name = "chainup", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
