@@ -167,7 +167,12 @@ pub enum Command {
     /// Show versions, URLs and state
     Info,
     /// Accept the running A/B slot: drop the boot counter of its EFI entry
-    MarkGood,
+    MarkGood {
+        /// Only tell whether there is anything to mark: exit 0 if the config has a
+        /// [slots] table, 1 if not (the unit's ExecCondition)
+        #[arg(long)]
+        has_slots: bool,
+    },
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -191,7 +196,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
-            Command::MarkGood => "mark-good",
+            Command::MarkGood { .. } => "mark-good",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }
