@@ -176,9 +176,9 @@ pub enum Command {
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
-    /// Print the man page
+    /// Print the man page, or write one per subcommand into DIR
     #[command(hide = true)]
-    Man,
+    Man { dir: Option<PathBuf> },
 }
 
 impl Command {
@@ -198,7 +198,7 @@ impl Command {
             Command::Info => "info",
             Command::MarkGood { .. } => "mark-good",
             Command::Completions { .. } => "completions",
-            Command::Man => "man",
+            Command::Man { .. } => "man",
         }
     }
 }

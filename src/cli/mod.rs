@@ -2,6 +2,7 @@
 
 pub mod args;
 mod check;
+mod man;
 pub mod output;
 
 use std::path::{Path, PathBuf};
@@ -65,12 +66,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         Command::MarkGood { has_slots } => mark_good(g, *has_slots, out),
         // Local only, so it also works on a machine not yet pointed at a server.
         Command::Info => info(g, out),
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("stdout", e))?;
-            Ok(0)
-        }
+        Command::Man { dir: None } => man::write_main(&mut std::io::stdout()).map(|()| 0),
+        Command::Man { dir: Some(dir) } => man::write_pages(dir).map(|_| 0),
         cmd => {
             let settings = settings(g)?;
             if settings.nosigcheck {
@@ -182,7 +179,7 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
         }
         Command::Hashdump { .. }
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::MarkGood { .. }
         | Command::Info => {
             unreachable!("handled before")
