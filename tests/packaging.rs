@@ -108,8 +108,31 @@ fn install_sh_lays_out_binaries_pages_completions_and_units() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     installed.sort();
+    pages.extend([
+        "chainup-publish.1".into(),
+        "chainup-publish-promote.1".into(),
+    ]);
     pages.sort();
     assert_eq!(installed, pages, "one page per subcommand, and no other");
+    let publish = std::fs::read_to_string(man.join("chainup-publish.1")).unwrap();
+    assert!(
+        publish.contains("webroot"),
+        "chainup-publish.1 lacks its options"
+    );
+    if have("man") {
+        for page in &pages {
+            let out = ok(Command::new("man")
+                .arg("-l")
+                .arg(man.join(page))
+                .env("PAGER", "cat")
+                .output()
+                .unwrap());
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("NAME"),
+                "{page}"
+            );
+        }
+    }
 
     let completions = [
         (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs chainup into DESTDIR as a distribution package would lay it out:
 #   usr/bin/chainup, usr/bin/chainup-publish       the release binaries
-#   usr/share/man/man1/chainup*.1                  one page per subcommand (`chainup man DIR`)
+#   usr/share/man/man1/chainup*.1                  one page per subcommand (`chainup man DIR`),
+#                                                  and chainup-publish's (`chainup-publish man DIR`)
 #   usr/share/bash-completion/completions/chainup  \
 #   usr/share/zsh/vendor-completions/_chainup       } shell completions (`chainup completions SHELL`)
 #   usr/share/fish/vendor_completions.d/chainup.fish/
@@ -36,6 +37,7 @@ install -m 0755 "$release/chainup" "$release/chainup-publish" "$dest/usr/bin/"
 pages=$(mktemp -d)
 trap 'rm -rf "$pages"' EXIT
 "$release/chainup" man "$pages"
+"$release/chainup-publish" man "$pages"
 install -m 0644 "$pages"/*.1 "$dest/usr/share/man/man1/"
 "$release/chainup" completions bash > "$dest/usr/share/bash-completion/completions/chainup"
 "$release/chainup" completions zsh > "$dest/usr/share/zsh/vendor-completions/_chainup"
