@@ -115,6 +115,33 @@ pub enum Error {
     DangerousMode { path: String, mode: u32 },
 }
 
+/// Every exit code with its meaning: what the man pages' EXIT STATUS and the README's
+/// table say. The test below holds it to [`Error::exit_code`].
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (0, "success"),
+    (1, "\"no\": no update available (check-update), problems found (diagnose) or left (repair)"),
+    (2, "a bundle to remove is required by another installed bundle"),
+    (3, "unknown bundle"),
+    (4, "the MoM could not be loaded as trustworthy: mix-and-match version, rollback below the high-water mark, older than --max-age"),
+    (8, "search-file: some bundle manifests could not be had; the results are partial"),
+    (9, "another chainup holds the lock"),
+    (10, "unsafe path: a parent in the root is a symlink or not a directory, the root is a symlink, or the state directory is not private"),
+    (13, "bundle not installed"),
+    (14, "bad manifest: parse error, hash mismatch against the MoM, or a release that contradicts itself"),
+    (15, "invalid option, URL or config"),
+    (16, "server unreachable"),
+    (17, "download failed (HTTP status, too large, too slow)"),
+    (18, "bad archive (fullfile or manifest tar)"),
+    (20, "current version unknown"),
+    (21, "signature or certificate verification failed"),
+    (25, "not enough disk space, or the disk filled up"),
+    (28, "autoupdate: systemctl failed, is missing, or cannot tell the timer's state"),
+    (32, "other I/O error (the message names the path)"),
+    (37, "3rd-party: no such repository, or content left where a new one goes"),
+    (38, "a fullfile or image did not match its hash, or 3rd-party content with a setuid, setgid or sticky mode"),
+    (40, "A/B slot error"),
+];
+
 /// Library result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -182,5 +209,156 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant; the match makes a new variant fail to compile here
+    /// until it is added (and its code documented).
+    fn one_of_each() -> Vec<Error> {
+        let s = || String::from("x");
+        let p = || PathBuf::from("/x");
+        let hash = |subject| Error::HashMismatch {
+            subject,
+            what: s(),
+            expected: Hash::ZERO,
+            actual: Hash::ZERO,
+        };
+        let all = vec![
+            Error::io(p(), io::Error::other("x")),
+            Error::DiskSpace {
+                path: p(),
+                needed: 1,
+                available: 0,
+            },
+            Error::DiskFull(p()),
+            Error::Manifest {
+                name: s(),
+                source: ParseError {
+                    line: 1,
+                    reason: s(),
+                },
+            },
+            Error::BadRelease {
+                version: 1,
+                reason: s(),
+            },
+            Error::Interrupted {
+                to: 2,
+                from: None,
+                source: Box::new(Error::Locked(p())),
+            },
+            Error::Mom {
+                version: 1,
+                reason: s(),
+            },
+            Error::Policy(s()),
+            Error::Signature {
+                what: s(),
+                reason: s(),
+            },
+            Error::TrustStore {
+                path: p(),
+                reason: s(),
+            },
+            hash(Subject::Manifest),
+            hash(Subject::File),
+            hash(Subject::Image),
+            Error::Download {
+                url: s(),
+                reason: s(),
+            },
+            Error::Connect {
+                url: s(),
+                reason: s(),
+            },
+            Error::BadUrl {
+                url: s(),
+                reason: s(),
+            },
+            Error::Archive {
+                what: s(),
+                reason: s(),
+            },
+            Error::Locked(p()),
+            Error::UnknownBundle(s()),
+            Error::RequiredBundle {
+                bundle: s(),
+                by: s(),
+            },
+            Error::NotInstalled(s()),
+            Error::VersionUnknown(s()),
+            Error::UnsafePath {
+                path: s(),
+                reason: s(),
+            },
+            Error::Slot(s()),
+            Error::Config {
+                path: p(),
+                reason: s(),
+            },
+            Error::Usage(s()),
+            Error::Subprocess(s()),
+            Error::Repository {
+                name: s(),
+                reason: s(),
+            },
+            Error::DangerousMode { path: s(), mode: 0 },
+        ];
+        for e in &all {
+            match e {
+                Error::Io { .. }
+                | Error::DiskSpace { .. }
+                | Error::DiskFull(_)
+                | Error::Manifest { .. }
+                | Error::BadRelease { .. }
+                | Error::Interrupted { .. }
+                | Error::Mom { .. }
+                | Error::Policy(_)
+                | Error::Signature { .. }
+                | Error::TrustStore { .. }
+                | Error::HashMismatch { .. }
+                | Error::Download { .. }
+                | Error::Connect { .. }
+                | Error::BadUrl { .. }
+                | Error::Archive { .. }
+                | Error::Locked(_)
+                | Error::UnknownBundle(_)
+                | Error::RequiredBundle { .. }
+                | Error::NotInstalled(_)
+                | Error::VersionUnknown(_)
+                | Error::UnsafePath { .. }
+                | Error::Slot(_)
+                | Error::Config { .. }
+                | Error::Usage(_)
+                | Error::Subprocess(_)
+                | Error::Repository { .. }
+                | Error::DangerousMode { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_exit_code_is_documented_and_every_documented_code_is_used() {
+        let documented: Vec<i32> = EXIT_CODES.iter().map(|(c, _)| *c).collect();
+        let mut used: Vec<i32> = one_of_each().iter().map(Error::exit_code).collect();
+        for code in &used {
+            assert!(
+                documented.contains(code),
+                "exit code {code} is not in EXIT_CODES"
+            );
+        }
+        // 0 and 1 are the commands' own answers, not errors; 8 is search-file's partial one.
+        used.extend([0, 1, 8]);
+        for code in &documented {
+            assert!(
+                used.contains(code),
+                "EXIT_CODES lists {code}, which nothing returns"
+            );
+        }
     }
 }

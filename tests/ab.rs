@@ -20,6 +20,10 @@ const CORE_SIZE: usize = (6 << 20) + 123;
 const SLOT_SIZE: u64 = 8 << 20;
 const VERSIONS: [u32; 3] = [10, 20, 30];
 /// A root mount that is neither slot, so only the command line decides.
+/// Why the image tests skip without root: the image bundle holds only the entries the
+/// publisher makes itself (bundle marker, directories), owned by root, and installing
+/// them needs root to chown.
+const IMAGE_BUNDLE_OWNER: &str = "the image bundle's publisher-made entries are owned by root";
 const OTHER_ROOT: &str = "27 1 254:99 / / rw,relatime - ext4 /dev/other rw\n";
 
 /// Deterministic, incompressible bytes (xorshift64*), so compressed offsets track raw ones.
@@ -182,6 +186,12 @@ fn starts_with(slot: &Path, data: &[u8]) -> bool {
 
 #[test]
 fn update_writes_the_inactive_slot_then_alternates() {
+    if fixture::skip_unless_root(
+        "update_writes_the_inactive_slot_then_alternates",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     let a_before = std::fs::read(&ab.core_a).unwrap();
 
@@ -253,6 +263,12 @@ fn update_writes_the_inactive_slot_then_alternates() {
 
 #[test]
 fn corrupt_core_image_fails_and_leaves_the_running_slot_alone() {
+    if fixture::skip_unless_root(
+        "corrupt_core_image_fails_and_leaves_the_running_slot_alone",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     // A well-formed fullfile under the right name whose bytes are not the published ones.
     let path =
@@ -302,6 +318,12 @@ fn corrupt_core_image_fails_and_leaves_the_running_slot_alone() {
 
 #[test]
 fn image_larger_than_the_slot_is_refused_before_anything_is_touched() {
+    if fixture::skip_unless_root(
+        "image_larger_than_the_slot_is_refused_before_anything_is_touched",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     let small = vec![7u8; 1 << 20];
     std::fs::write(&ab.core_b, &small).unwrap();
@@ -333,6 +355,12 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn sigkill_at_each_step_keeps_the_fallback_and_a_rerun_completes() {
+    if fixture::skip_unless_root(
+        "sigkill_at_each_step_keeps_the_fallback_and_a_rerun_completes",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let core20 = core(20);
     // (what blocks the update, how many bytes get through, what to wait for)
     let points: [(&str, &str, u64); 3] = [
@@ -387,6 +415,12 @@ fn sigkill_at_each_step_keeps_the_fallback_and_a_rerun_completes() {
 
 #[test]
 fn unknown_or_conflicting_active_slot_is_refused_with_what_was_seen() {
+    if fixture::skip_unless_root(
+        "unknown_or_conflicting_active_slot_is_refused_with_what_was_seen",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     let a_before = std::fs::read(&ab.core_a).unwrap();
     let b_before = std::fs::read(&ab.core_b).unwrap();
@@ -429,6 +463,12 @@ fn unknown_or_conflicting_active_slot_is_refused_with_what_was_seen() {
 
 #[test]
 fn a_slot_that_is_the_running_one_is_refused() {
+    if fixture::skip_unless_root(
+        "a_slot_that_is_the_running_one_is_refused",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     let alias = ab.w.dir.path().join("dev/alias-of-a");
     std::os::unix::fs::symlink(&ab.core_a, &alias).unwrap();
@@ -443,6 +483,12 @@ fn a_slot_that_is_the_running_one_is_refused() {
 
 #[test]
 fn without_a_slots_table_images_are_skipped_and_files_update() {
+    if fixture::skip_unless_root(
+        "without_a_slots_table_images_are_skipped_and_files_update",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     std::fs::write(&ab.config, "").unwrap();
     let b_before = std::fs::read(&ab.core_b).unwrap();
@@ -582,6 +628,12 @@ fn loop_device_slots_and_a_vfat_esp() {
 
 #[test]
 fn diagnose_images_checks_the_running_slot_and_its_entry() {
+    if fixture::skip_unless_root(
+        "diagnose_images_checks_the_running_slot_and_its_entry",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     ok(ab.chainup(&["update", "-V", "20"]));
     // Still running A (version 10) with the root at 20: A is checked against version 10.
@@ -614,6 +666,12 @@ fn diagnose_images_checks_the_running_slot_and_its_entry() {
 
 #[test]
 fn a_symlinked_esp_is_refused_naming_the_symlink() {
+    if fixture::skip_unless_root(
+        "a_symlinked_esp_is_refused_naming_the_symlink",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let ab = Ab::new();
     // The configured ESP is a symlink to the real directory.
     let real = ab.w.dir.path().join("real-esp");
@@ -671,6 +729,9 @@ fn every_entry_boots_a_good_image(ab: &Ab, moment: &str) {
 
 #[test]
 fn crash_sweep_over_an_image_update() {
+    if fixture::skip_unless_root("crash_sweep_over_an_image_update", IMAGE_BUNDLE_OWNER) {
+        return;
+    }
     let moments = [
         "stage::member=return",
         "img::entries-removed=return",

@@ -149,8 +149,18 @@ fn tampered_fullfile_is_refused_with_both_hashes() {
     let evil = b"#!/bin/sh\nrm -rf /\n";
     let path = w.web(&format!("{version}/files/{hash}.tar"));
     let good = std::fs::read(&path).unwrap();
-    std::fs::write(&path, fixture::one_entry_tar(&hash, evil, 0o755, 0, 0)).unwrap();
-    let meta = chainup::hash::Meta::file(0o755, 0, 0, evil.len() as u64);
+    // Owned by whoever runs the test: the chown then succeeds without root too, and
+    // the hash check is what refuses the file.
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    std::fs::write(
+        &path,
+        fixture::one_entry_tar(&hash, evil, 0o755, uid.into(), gid.into()),
+    )
+    .unwrap();
+    let meta = chainup::hash::Meta::file(0o755, uid, gid, evil.len() as u64);
     let actual = chainup::hash::hash_bytes(&meta, evil).to_hex();
     refused(
         &w,
@@ -256,7 +266,17 @@ fn nosigcheck_warns_loudly_but_still_checks_hashes() {
     let (_, hash, version) = w.entry(20, "os-core", "/usr/bin/hello");
     let path = w.web(&format!("{version}/files/{hash}.tar"));
     let good = std::fs::read(&path).unwrap();
-    std::fs::write(&path, fixture::one_entry_tar(&hash, b"evil\n", 0o755, 0, 0)).unwrap();
+    // Owned by whoever runs the test: the chown then succeeds without root too, and
+    // the hash check is what refuses the file.
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    std::fs::write(
+        &path,
+        fixture::one_entry_tar(&hash, b"evil\n", 0o755, uid.into(), gid.into()),
+    )
+    .unwrap();
     let t = refused(
         &w,
         &["update", "--nosigcheck"],

@@ -21,6 +21,10 @@ const PRODUCT: &str = "clipos";
 /// 32 MiB and a bit: eight 4 MiB writes and a short one.
 const CORE_SIZE: usize = (32 << 20) + 4321;
 const SLOT_SIZE: usize = 40 << 20;
+/// Why the image tests skip without root: the image bundle holds only the entries the
+/// publisher makes itself (bundle marker, directories), owned by root, and installing
+/// them needs root to chown.
+const IMAGE_BUNDLE_OWNER: &str = "the image bundle's publisher-made entries are owned by root";
 const OTHER_ROOT: &str = "27 1 254:99 / / rw,relatime - ext4 /dev/other rw\n";
 
 /// Deterministic, incompressible bytes (xorshift64*).
@@ -277,12 +281,24 @@ fn update_reuses_the_running_slot(t: &Chunked, a: &Path, b: &Path) {
 
 #[test]
 fn chunked_update_takes_most_of_the_image_from_the_running_slot() {
+    if fixture::skip_unless_root(
+        "chunked_update_takes_most_of_the_image_from_the_running_slot",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let t = Chunked::new(None);
     update_reuses_the_running_slot(&t, &t.core_a, &t.core_b);
 }
 
 #[test]
 fn a_damaged_seed_is_completed_from_the_store() {
+    if fixture::skip_unless_root(
+        "a_damaged_seed_is_completed_from_the_store",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let t = Chunked::new(None);
     let mut a = std::fs::read(&t.core_a).unwrap();
     for at in [1usize << 20, 14 << 20, 30 << 20] {
@@ -302,6 +318,12 @@ fn a_damaged_seed_is_completed_from_the_store() {
 
 #[test]
 fn a_tampered_chunk_is_refused_and_the_full_image_still_works() {
+    if fixture::skip_unless_root(
+        "a_tampered_chunk_is_refused_and_the_full_image_still_works",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let t = Chunked::new(None);
     let a_before = std::fs::read(&t.core_a).unwrap();
     let new = t.new_chunks(20);
@@ -335,6 +357,12 @@ fn a_tampered_chunk_is_refused_and_the_full_image_still_works() {
 
 #[test]
 fn a_tampered_index_is_refused_and_a_later_release_still_works() {
+    if fixture::skip_unless_root(
+        "a_tampered_index_is_refused_and_a_later_release_still_works",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     // 30: 20 with one more region changed.
     let mut core30 = core20();
     core30[5 << 20..(5 << 20) + (100 << 10)].copy_from_slice(&noise(300, 100 << 10));
@@ -399,6 +427,12 @@ fn a_tampered_index_is_refused_and_a_later_release_still_works() {
 
 #[test]
 fn sigkill_during_a_chunked_write_then_a_rerun_installs_the_right_image() {
+    if fixture::skip_unless_root(
+        "sigkill_during_a_chunked_write_then_a_rerun_installs_the_right_image",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let t = Chunked::new(None);
     let a_before = std::fs::read(&t.core_a).unwrap();
     // Killed once the seventh 4 MiB block of the assembled image was handed to the writer:
@@ -439,6 +473,12 @@ fn sigkill_during_a_chunked_write_then_a_rerun_installs_the_right_image() {
 
 #[test]
 fn a_seed_that_offers_little_falls_back_to_the_full_image() {
+    if fixture::skip_unless_root(
+        "a_seed_that_offers_little_falls_back_to_the_full_image",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let core30 = noise(30, CORE_SIZE);
     let t = Chunked::new(Some(core30.clone()));
     t.w.server.clear_log();

@@ -195,8 +195,18 @@ fn a_tampered_fullfile_is_refused_and_the_root_left_alone() {
     let (_, hash, version) = w.entry(10, "os-core", "/usr/bin/hello");
     let evil = b"#!/bin/sh\nrm -rf /\n";
     let fullfile = w.web(&format!("{version}/files/{hash}.tar"));
-    std::fs::write(&fullfile, fixture::one_entry_tar(&hash, evil, 0o755, 0, 0)).unwrap();
-    let meta = chainup::hash::Meta::file(0o755, 0, 0, evil.len() as u64);
+    // Owned by whoever runs the test: the chown then succeeds without root too, and
+    // the hash check is what refuses the file.
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    std::fs::write(
+        &fullfile,
+        fixture::one_entry_tar(&hash, evil, 0o755, uid.into(), gid.into()),
+    )
+    .unwrap();
+    let meta = chainup::hash::Meta::file(0o755, uid, gid, evil.len() as u64);
     let actual = chainup::hash::hash_bytes(&meta, evil).to_hex();
     std::fs::write(at(&w, "/usr/bin/hello"), b"changed\n").unwrap();
     let before = snapshot(&w.root, &[]);

@@ -6,14 +6,38 @@
 #   4. os-install 10 into a sandbox root, update it to 20, and diagnose it,
 #   5. with file-backed A/B core slots and an ESP directory: the update writes the new
 #      core image into slot B and its EFI binary onto the ESP, then mark-good accepts it.
-# Everything it makes lives in webroot/ and target/demo/ (both git-ignored).
+# Everything it makes lives in webroot/ and target/demo/ (both git-ignored). Run it as root
+# or as a normal user (then in a user namespace, see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "Building chainup and chainup-publish"
-cargo build --workspace --quiet
+# What a bare Debian with Rust lacks, said before a long build fails on it.
+if ! pkg-config --exists openssl 2>/dev/null; then
+    echo "building needs OpenSSL's headers: apt-get install pkg-config libssl-dev" >&2
+    exit 1
+fi
+for tool in openssl python3; do
+    command -v "$tool" > /dev/null || { echo "the demo needs $tool: apt-get install $tool" >&2; exit 1; }
+done
+
+# Installing a release gives its files their owners from the manifests (root). A normal
+# user runs the demo in a user namespace where it is root (unshare, util-linux): what it
+# makes there belongs to that user outside, and nothing outside the repository changes.
+if [ "$(id -u)" != 0 ]; then
+    if ! unshare --map-root-user true 2>/dev/null; then
+        echo "The demo installs root-owned files: run it as root, or enable user namespaces" >&2
+        echo "(unshare --map-root-user failed)." >&2
+        exit 1
+    fi
+    echo "(not root: running the demo in a user namespace, unshare --map-root-user)"
+    exec unshare --map-root-user bash "$0" "$@"
+fi
+
+say "Building chainup and chainup-publish (the first build takes several minutes)"
+# cargo's own progress (Compiling ... and its bar), so a first build does not look hung.
+cargo build --workspace
 bin=$PWD/target/debug
 demo=$PWD/target/demo
 rm -rf "$demo" webroot/[0-9]* webroot/version

@@ -6,12 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// chainup: verified, swupd-compatible OS updates with A/B core images.
 #[derive(Debug, Parser)]
-#[command(
-    name = "chainup",
-    version,
-    disable_version_flag = true,
-    max_term_width = 100
-)]
+#[command(name = "chainup", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -175,7 +170,12 @@ pub enum Command {
     /// Show versions, URLs and state
     Info,
     /// Accept the running A/B slot: drop the boot counter of its EFI entry
-    MarkGood,
+    MarkGood {
+        /// Only tell whether there is anything to mark: exit 0 if the config has a
+        /// [slots] table, 1 if not (the unit's ExecCondition)
+        #[arg(long)]
+        has_slots: bool,
+    },
     /// Show a bundle's status, versions, size, dependencies and files
     BundleInfo(super::commands::BundleInfoArgs),
     /// Find the bundles, installed or not, that hold a matching file
@@ -192,9 +192,9 @@ pub enum Command {
     /// Print shell completions
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
-    /// Print the man page
+    /// Print the man page, or write one per subcommand into DIR
     #[command(hide = true)]
-    Man,
+    Man { dir: Option<PathBuf> },
 }
 
 impl Command {
@@ -212,7 +212,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Hashdump { .. } => "hashdump",
             Command::Info => "info",
-            Command::MarkGood => "mark-good",
+            Command::MarkGood { .. } => "mark-good",
             Command::BundleInfo(_) => "bundle-info",
             Command::SearchFile(_) => "search-file",
             Command::Clean(_) => "clean",
@@ -220,7 +220,7 @@ impl Command {
             Command::Autoupdate(_) => "autoupdate",
             Command::ThirdParty(_) => "3rd-party",
             Command::Completions { .. } => "completions",
-            Command::Man => "man",
+            Command::Man { .. } => "man",
         }
     }
 }

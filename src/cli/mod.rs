@@ -3,6 +3,7 @@
 pub mod args;
 mod check;
 pub mod commands;
+mod man;
 pub mod output;
 mod post;
 
@@ -26,6 +27,8 @@ use crate::{hash, Error, Result};
 
 /// The trust store swupd uses by default.
 pub const DEFAULT_CERT: &str = "/usr/share/clear/update-ca/Swupd_Root.pem";
+/// `mark-good --has-slots` when it cannot tell: what fails systemd's `ExecCondition=`.
+pub const EXIT_CONDITION_FAILED: i32 = 255;
 /// Content format used when neither flag, config nor root names one.
 pub const DEFAULT_FORMAT: u32 = 30;
 
@@ -62,19 +65,15 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
             Ok(0)
         }
         // Run late in boot: needs neither a server URL nor a trust store.
-        Command::MarkGood => mark_good(g, out),
+        Command::MarkGood { has_slots } => mark_good(g, *has_slots, out),
         // Local only, so it also works on a machine not yet pointed at a server.
         Command::Info => info(g, out),
         Command::Clean(a) => commands::clean(g, a, out),
         Command::Mirror(a) => commands::mirror(g, a, out),
         Command::Autoupdate(a) => commands::autoupdate(g, a, out),
         Command::ThirdParty(a) => commands::third_party(g, a, out),
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::io("stdout", e))?;
-            Ok(0)
-        }
+        Command::Man { dir: None } => man::write_main(&mut std::io::stdout()).map(|()| 0),
+        Command::Man { dir: Some(dir) } => man::write_pages(dir).map(|_| 0),
         cmd => {
             let settings = settings(g)?;
             if settings.nosigcheck {
@@ -207,8 +206,8 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
         | Command::Autoupdate(_)
         | Command::ThirdParty(_)
         | Command::Completions { .. }
-        | Command::Man
-        | Command::MarkGood
+        | Command::Man { .. }
+        | Command::MarkGood { .. }
         | Command::Info => {
             unreachable!("handled before")
         }
@@ -277,12 +276,29 @@ fn slots_info(slots: &Slots, state: &StateDir, out: &Output) -> Result<()> {
 }
 
 /// `mark-good`: the running slot booted well; its entry keeps no boot counter.
-fn mark_good(g: &Global, out: &Output) -> Result<i32> {
-    let (root, config) = local_config(g)?;
-    let slots = config
-        .slots
-        .as_ref()
-        .ok_or_else(|| Error::Slot("mark-good needs the [slots] table in the config".into()))?;
+/// `has_slots`: only answer whether the config has slots (exit 0) or not (exit 1).
+fn mark_good(g: &Global, has_slots: bool, out: &Output) -> Result<i32> {
+    let (root, config) = match local_config(g) {
+        Ok(found) => found,
+        // systemd's ExecCondition= skips the unit on exits 1 to 254 and fails it on 255:
+        // a config that cannot be read must fail it visibly, not leave the boot unblessed.
+        Err(e) if has_slots => {
+            out.error(&e.to_string());
+            return Ok(EXIT_CONDITION_FAILED);
+        }
+        Err(e) => return Err(e),
+    };
+    // A machine without A/B slots boots no counted entry: nothing to accept, and the
+    // boot-time unit must not fail every boot over it.
+    let Some(slots) = config.slots.as_ref() else {
+        if !has_slots {
+            out.result("Nothing to mark: the config has no [slots] table, so no A/B boot entry");
+        }
+        return Ok(i32::from(has_slots));
+    };
+    if has_slots {
+        return Ok(0);
+    }
     let slots = Slots::from_config(slots)?;
     let state = StateDir::open(&state_dir(g, &config, &root))?;
     let _lock = state.lock()?;

@@ -30,6 +30,15 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Without root, prints why `test` skips (`why`: what needs root) and returns true.
+pub fn skip_unless_root(test: &str, why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIP {test}: needs root ({why})");
+    true
+}
+
 /// Runs a command and returns its output, with stdout/stderr shown on failure of `ok`.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

@@ -4,6 +4,7 @@ mod chunker;
 mod delta;
 mod diff;
 mod fullfile;
+mod man;
 mod pack;
 mod previous;
 mod promote;
@@ -122,6 +123,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    // `man DIR`: this program's man pages, for tools/install.sh.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "man") {
+        return man::write(std::env::args_os().nth(2));
     }
     // clap exits 2 on a usage error and 0 for --help.
     let args = Args::parse();
