@@ -203,6 +203,25 @@ fn repeated_options_take_the_last_and_long_options_take_a_prefix() {
     assert!(os_version(&w.root).contains("VERSION_ID=10"));
     // An ambiguous prefix (--ver: --version or --verbose) is refused, as getopt does.
     assert_eq!(code(&swupd(&w, &["update", "--ver", "20"])), 15);
+    // -P/--port: every request goes to that port, whatever the URL says.
+    let port = w.server.url().rsplit(':').next().unwrap().to_string();
+    let wrong_port = dead_url();
+    let root = w.root.to_str().unwrap();
+    let check = [
+        "check-update",
+        "-r",
+        "0",
+        "-d",
+        "0",
+        "-p",
+        root,
+        "-u",
+        &wrong_port,
+    ];
+    let out = run(&mut swupd_bare(&w, &check));
+    assert_eq!(code(&out), 16, "{}", text(&out));
+    let out = run(swupd_bare(&w, &check).args(["-P", &port]));
+    assert_eq!(code(&out), 0, "{}", text(&out));
     // -m is swupd's other name for -V.
     ok(swupd(&w, &["update", "-m", "20"]));
     assert!(os_version(&w.root).contains("VERSION_ID=20"));

@@ -41,6 +41,9 @@ pub struct Global {
     /// Base URL for version files (latest)
     #[arg(short = 'v', long, global = true)]
     pub versionurl: Option<String>,
+    /// Port for every request, replacing the URLs' own (as swupd's -P)
+    #[arg(short = 'P', long, global = true)]
+    pub port: Option<u16>,
     /// Content format: a number or "staging"
     #[arg(short = 'F', long, global = true)]
     pub format: Option<Format>,

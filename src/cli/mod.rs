@@ -429,10 +429,11 @@ pub fn settings(g: &Global) -> Result<Settings> {
             "no content URL: give -u/--url or -c/--contenturl, set url in the config, or write swupd's usr/share/defaults/swupd/contenturl".into(),
         )
     })?;
+    let content_url = urls::with_port(content_url, g.port)?;
     let channel = channel(g, &config, &root)?;
     let version_url = match &channel {
         Some(name) => format!("{}/channels/{name}", content_url.trim_end_matches('/')),
-        None => found.version.unwrap_or_else(|| content_url.clone()),
+        None => urls::with_port(found.version.unwrap_or_else(|| content_url.clone()), g.port)?,
     };
     let format = urls::format(g, &config, &root, DEFAULT_FORMAT)?;
     let retries = g.max_retries.or(config.max_retries).unwrap_or(3);
@@ -457,7 +458,10 @@ pub fn settings(g: &Global) -> Result<Settings> {
             "--min-rate-window {window} must be between 1 and 3600 seconds"
         )));
     }
-    let mirrors = mirrors(g, &config, &root)?;
+    let mirrors = mirrors(g, &config, &root)?
+        .into_iter()
+        .map(|m| urls::with_port(m, g.port))
+        .collect::<Result<Vec<_>>>()?;
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
         ca_file: g.cacert.clone().or(config.cacert.clone()),

@@ -54,6 +54,13 @@ pub fn parse_assume(s: &str) -> Result<bool, String> {
     }
 }
 
+impl super::Global {
+    /// The answer to give every question: `--assume`, else `-y` (yes), else none (ask).
+    pub fn assume(&self) -> Option<bool> {
+        self.assume.or(self.yes.then_some(true))
+    }
+}
+
 /// swupd's `update` options beyond chainup's own.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UpdateArgs {
@@ -233,6 +240,12 @@ mod tests {
         assert_eq!(parse_assume("NO"), Ok(false));
         assert_eq!(parse_assume("y"), Ok(true));
         assert!(parse_assume("maybe").is_err());
+        let cli = Cli::try_parse_from(["swupd", "info", "-y"]).unwrap();
+        assert_eq!(cli.global.assume(), Some(true));
+        let cli = Cli::try_parse_from(["swupd", "info", "-y", "--assume=no"]).unwrap();
+        assert_eq!(cli.global.assume(), Some(false));
+        let cli = Cli::try_parse_from(["swupd", "info"]).unwrap();
+        assert_eq!(cli.global.assume(), None);
     }
 
     #[test]

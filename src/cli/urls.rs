@@ -61,6 +61,25 @@ pub(super) fn resolve(g: &Global, config: &Config, root: &Path) -> Result<Urls> 
     })
 }
 
+/// `url` with its port replaced by swupd's `-P/--port`, when given (a `file://` URL has
+/// no port and stays as it is).
+pub(super) fn with_port(url: String, port: Option<u16>) -> Result<String> {
+    let Some(port) = port else {
+        return Ok(url);
+    };
+    let mut parsed = reqwest::Url::parse(&url).map_err(|e| Error::BadUrl {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    if parsed.scheme() == "file" {
+        return Ok(url);
+    }
+    parsed
+        .set_port(Some(port))
+        .map_err(|()| Error::Usage(format!("--port {port}: {url} cannot take a port")))?;
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
 /// The content format: `-F`, the config's `format`, swupd's format file in the root,
 /// then the running system's, then chainup's default.
 pub(super) fn format(g: &Global, config: &Config, root: &Path, default: Format) -> Result<Format> {
