@@ -196,7 +196,7 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
                 true => Some(client.lock()?),
                 false => None,
             };
-            check::diagnose(client, &args.options(), out)
+            check::diagnose(client, &swupd_compat::check_options(client, args)?, out)
         }
         Command::Repair(args)
         | Command::Verify {
@@ -204,7 +204,7 @@ fn run_client(cmd: &Command, client: &Client, out: &Output) -> Result<i32> {
             check: args,
         } => {
             let _lock = client.lock()?;
-            check::repair(client, &args.options(), out)
+            check::repair(client, &swupd_compat::check_options(client, args)?, out)
         }
         Command::Hashdump { .. }
         | Command::Completions { .. }

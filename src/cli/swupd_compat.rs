@@ -61,6 +61,19 @@ impl super::Global {
     }
 }
 
+/// diagnose's and repair's options, with `-V latest` read as the server's latest
+/// version (as swupd's verify), not the installed one.
+pub fn check_options(
+    client: &crate::client::Client,
+    args: &super::args::CheckArgs,
+) -> crate::Result<crate::diagnose::Options> {
+    let mut opts = args.options();
+    if args.version == Some(Requested::Latest) {
+        opts.version = Some(client.chain().latest()?);
+    }
+    Ok(opts)
+}
+
 /// swupd's `update` options beyond chainup's own.
 #[derive(Debug, Clone, Default, Args)]
 pub struct UpdateArgs {
