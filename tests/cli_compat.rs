@@ -352,6 +352,15 @@ fn bundle_remove_recursive_and_force() {
     ok(swupd(&w, &["bundle-remove", "-x", "editors"]));
     assert!(!w.root.join("usr/bin/vim").exists());
     assert!(!w.root.join("usr/bin/gcc").exists());
+
+    // As swupd, a bad name does not stop the others; the exit code tells of it.
+    ok(swupd(&w, &["bundle-add", "editors", "docs"]));
+    let out = swupd(&w, &["bundle-remove", "nosuch", "docs"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert!(!w.root.join("usr/share/doc/manual").exists());
+    let out = swupd(&w, &["bundle-remove", "editors", "devtools"]);
+    assert_eq!(code(&out), 13, "{}", text(&out));
+    assert!(!w.root.join("usr/bin/vim").exists());
 }
 
 #[test]

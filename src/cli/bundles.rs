@@ -67,6 +67,11 @@ pub(super) fn remove(
         orphans: args.orphans,
     };
     let removed = client.bundle_remove_with(names, &opts)?;
+    for e in &removed.skipped {
+        out.error(&format!("{e}; skipped"));
+    }
+    // As swupd: the others are removed, and the exit code tells of the first skipped.
+    let code = removed.skipped.first().map_or(0, |e| e.exit_code());
     if removed.bundles.is_empty() {
         out.result("No orphaned bundles found, nothing was removed");
         return Ok(0);
@@ -95,7 +100,7 @@ pub(super) fn remove(
         removed.bundles.join(", "),
         removed.applied.deleted
     ));
-    Ok(0)
+    Ok(code)
 }
 
 /// `update --update-search-file-index`: every manifest of the installed version, fetched

@@ -46,11 +46,14 @@ pub struct RemoveOptions {
 }
 
 /// What a removal did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Removed {
     /// Every bundle removed, the named ones and those taken with them, in name order.
     pub bundles: Vec<String>,
     pub applied: Applied,
+    /// Named bundles left alone, and why (unknown, not installed, required by another):
+    /// as swupd, one bad name does not stop the others.
+    pub skipped: Vec<Error>,
 }
 
 /// Each bundle's dependencies: `includes`, and `also-add` when `optional`.
@@ -193,36 +196,53 @@ impl Client<'_> {
         if names.is_empty() {
             return Ok(Removed::default());
         }
-        for b in &names {
-            if b == OS_CORE {
-                return Err(Error::Usage("os-core cannot be removed".into()));
-            }
-            if !installed.contains(b) {
-                return Err(Error::NotInstalled(b.clone()));
-            }
-        }
+        let mut skipped = Vec::new();
+        let mut names: Vec<String> = names
+            .into_iter()
+            .filter(|b| {
+                let why = if b == OS_CORE {
+                    Some(Error::Usage("os-core cannot be removed".into()))
+                } else if mom.bundle(b).is_none() {
+                    Some(Error::UnknownBundle(b.clone()))
+                } else if !installed.contains(b) {
+                    Some(Error::NotInstalled(b.clone()))
+                } else {
+                    None
+                };
+                let keep = why.is_none();
+                skipped.extend(why);
+                keep
+            })
+            .collect();
         let known = self.known_installed(&mom)?;
         let includes = self.graph(&mom, &known, false)?;
+        // A bundle another one still needs stays (and so do the ones it needs), unless
+        // `force` takes the requirers along.
         let mut remove: BTreeSet<String> = names.iter().cloned().collect();
-        for b in &known {
-            if remove.contains(b) {
-                continue;
+        loop {
+            let required = known.iter().filter(|b| !remove.contains(*b)).find_map(|b| {
+                let needs = closure(&includes, [b]);
+                names
+                    .iter()
+                    .find(|n| needs.contains(*n))
+                    .map(|n| (n.clone(), b.clone()))
+            });
+            let Some((dep, by)) = required else {
+                break;
+            };
+            if opts.force && by != OS_CORE {
+                remove.insert(by);
+            } else {
+                names.retain(|n| *n != dep);
+                remove.remove(&dep);
+                skipped.push(Error::RequiredBundle { bundle: dep, by });
             }
-            let needs = closure(&includes, [b]);
-            if let Some(dep) = names.iter().find(|n| needs.contains(*n)) {
-                if !opts.force {
-                    return Err(Error::RequiredBundle {
-                        bundle: dep.clone(),
-                        by: b.clone(),
-                    });
-                }
-                if b == OS_CORE {
-                    return Err(Error::Usage(format!(
-                        "{dep} is required by os-core, which cannot be removed"
-                    )));
-                }
-                remove.insert(b.clone());
-            }
+        }
+        if remove.is_empty() {
+            return match skipped.into_iter().next() {
+                Some(e) => Err(e),
+                None => Ok(Removed::default()),
+            };
         }
         let tracking = Tracking::new(self.state());
         if opts.recursive {
@@ -266,6 +286,7 @@ impl Client<'_> {
         Ok(Removed {
             bundles: removed,
             applied,
+            skipped,
         })
     }
 }
