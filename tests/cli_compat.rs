@@ -358,6 +358,7 @@ fn bundle_remove_recursive_and_force() {
     let out = swupd(&w, &["bundle-remove", "nosuch", "docs"]);
     assert_eq!(code(&out), 3, "{}", text(&out));
     assert!(!w.root.join("usr/share/doc/manual").exists());
+    assert_eq!(code(&swupd(&w, &["bundle-remove", "os-core"])), 2);
     let out = swupd(&w, &["bundle-remove", "editors", "devtools"]);
     assert_eq!(code(&out), 13, "{}", text(&out));
     assert!(!w.root.join("usr/bin/vim").exists());

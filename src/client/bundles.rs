@@ -201,7 +201,11 @@ impl Client<'_> {
             .into_iter()
             .filter(|b| {
                 let why = if b == OS_CORE {
-                    Some(Error::Usage("os-core cannot be removed".into()))
+                    // swupd's exit code: os-core is required by the system itself.
+                    Some(Error::RequiredBundle {
+                        bundle: b.clone(),
+                        by: "every root (os-core cannot be removed)".into(),
+                    })
                 } else if mom.bundle(b).is_none() {
                     Some(Error::UnknownBundle(b.clone()))
                 } else if !installed.contains(b) {
