@@ -53,7 +53,9 @@ pub struct Chain {
     content: Source,
     versions: Source,
     signatures: Signatures,
-    format: u32,
+    format: crate::format::Format,
+    /// `--nosigcheck-latest`: the `latest` files are taken unsigned (the MoM still is not).
+    unsigned_latest: bool,
 }
 
 /// A Manifest-of-Manifests whose signature verified and whose version is the one asked for.
@@ -204,13 +206,27 @@ impl StagedFile {
 
 impl Chain {
     /// A chain over `content` (MoM, manifests, fullfiles) and `versions` (latest).
-    pub fn new(content: Source, versions: Source, signatures: Signatures, format: u32) -> Chain {
+    pub fn new(
+        content: Source,
+        versions: Source,
+        signatures: Signatures,
+        format: impl Into<crate::format::Format>,
+    ) -> Chain {
         Chain {
             content,
             versions,
             signatures,
-            format,
+            format: format.into(),
+            unsigned_latest: false,
         }
+    }
+
+    /// swupd's `--nosigcheck-latest`: the version number is read without its signature.
+    /// Safe to the extent that the MoM it leads to is still verified and held to the
+    /// high-water mark, so a forged `latest` can only offer a release that is signed.
+    pub fn unsigned_latest(mut self) -> Chain {
+        self.unsigned_latest = true;
+        self
     }
 
     /// The content source.
@@ -250,6 +266,32 @@ impl Chain {
         self.signed_version(&format!("version/format{}/latest", self.format))
     }
 
+    /// Every version the signed `latest` file lists (swupd's `--incremental` reads a
+    /// file of one version a line, newest first), in the file's order.
+    pub fn latest_all(&self) -> Result<Vec<u32>> {
+        let rel = format!("version/format{}/latest", self.format);
+        let url = self.versions.url(&rel);
+        let text = self.versions.fetch(&rel, MAX_VERSION_BYTES)?;
+        if !self.unsigned_latest {
+            self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
+        }
+        let first = version::parse_latest(&text, &url)?;
+        let mut out = vec![first];
+        for line in String::from_utf8_lossy(&text).lines().skip(1) {
+            match line.trim().parse::<u32>() {
+                Ok(v) if v > 0 => out.push(v),
+                _ if line.trim().is_empty() => {}
+                _ => {
+                    return Err(Error::Download {
+                        url,
+                        reason: format!("not a version number: {line:?}"),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest version in any format, from the signed `latest_version` file.
     pub fn latest_any_format(&self) -> Result<u32> {
         self.signed_version("version/latest_version")
@@ -258,7 +300,9 @@ impl Chain {
     fn signed_version(&self, rel: &str) -> Result<u32> {
         let url = self.versions.url(rel);
         let text = self.versions.fetch(rel, MAX_VERSION_BYTES)?;
-        self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
+        if !self.unsigned_latest {
+            self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
+        }
         version::parse_latest(&text, &url)
     }
 

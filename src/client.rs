@@ -16,8 +16,16 @@ use crate::source::{Source, SourceConfig};
 use crate::state::{JournalRecord, Lock, StateDir};
 use crate::{fsutil, version, Error, Result};
 
+mod bundles;
+mod cache;
+pub use bundles::{ListOptions, Listed, RemoveOptions, Removed};
 mod fleet;
+mod incremental;
 pub use fleet::{Target, WaveStanding};
+mod options;
+pub use options::{InstallOptions, PostUpdate};
+mod tracking;
+pub use tracking::Tracking;
 mod journal;
 pub use journal::Pending;
 mod manifests;
@@ -39,7 +47,13 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub content_url: String,
     pub version_url: String,
-    pub format: u32,
+    pub format: crate::format::Format,
+    /// `--nosigcheck-latest`: the `latest` files are read unsigned (the MoM is not).
+    pub unsigned_latest: bool,
+    /// `update -k/--keepcache`: staged content stays in the state directory.
+    pub keepcache: bool,
+    /// What runs after an update (swupd's `-b`, `-N`, `--wait-for-scripts`).
+    pub post_update: PostUpdate,
     pub cert_path: PathBuf,
     pub crl_path: Option<PathBuf>,
     pub nosigcheck: bool,
@@ -186,7 +200,14 @@ impl<'o> Client<'o> {
             version_cfg.headers.push((MACHINE_HEADER.into(), id));
         }
         let versions = Source::new(&settings.version_url, &version_cfg)?;
-        let chain = Chain::new(content, versions, signatures, settings.format);
+        let mut chain = Chain::new(content, versions, signatures, settings.format);
+        if settings.unsigned_latest {
+            chain = chain.unsigned_latest();
+        }
+        let state = match settings.keepcache {
+            true => state.keeping_staged(),
+            false => state,
+        };
         Ok(Client {
             settings,
             root,
@@ -393,6 +414,16 @@ impl<'o> Client<'o> {
 
     /// `os-install -V N -B a,b`: installs a release into an empty root.
     pub fn os_install(&self, target: Option<u32>, bundles: &[String]) -> Result<Updated> {
+        self.os_install_with(target, bundles, &InstallOptions::default())
+    }
+
+    /// `os-install` with swupd's options. The bundles named (and os-core) are tracked.
+    pub fn os_install_with(
+        &self,
+        target: Option<u32>,
+        bundles: &[String],
+        opts: &InstallOptions,
+    ) -> Result<Updated> {
         let target = match target {
             Some(v) => v,
             None => self.chain.latest()?,
@@ -409,6 +440,17 @@ impl<'o> Client<'o> {
         if !names.iter().any(|b| b == OS_CORE) {
             names.push(OS_CORE.to_string());
         }
+        if opts.force {
+            names.retain(|b| {
+                let known = mom.bundle(b).is_some();
+                if !known {
+                    self.observer.event(Event::Warning(format!(
+                        "bundle {b} is not in version {target}; skipped (--force)"
+                    )));
+                }
+                known
+            });
+        }
         for b in &names {
             mom.bundle(b)
                 .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
@@ -417,22 +459,36 @@ impl<'o> Client<'o> {
             "Installing version {target} ({})",
             names.join(", ")
         ));
-        let new = self.resolve(&mom, &names, true)?;
+        let new = self.resolve(&mom, &names, !opts.skip_optional)?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
         let (old, baseline) = match &pending {
             Pending::Superseded(record) => (self.old_state(record), true),
             Pending::Clear => (Installed::default(), false),
         };
-        let applied = self.transition(&old, &new, &mom, space, false, baseline)?;
+        if let Some(cache) = &opts.statedir_cache {
+            self.seed_from_cache(cache, &new)?;
+        }
+        let Some(applied) =
+            self.transition(&old, &new, &mom, space, opts.download_only, baseline)?
+        else {
+            return Ok(Updated::Downloaded { to: target });
+        };
+        Tracking::new(&self.state).track(&names, &[])?;
         Ok(Updated::Done {
             from: None,
             to: target,
-            applied: applied.unwrap_or_default(),
+            applied,
         })
     }
 
     /// `bundle-add`: installs bundles (and their includes) at the current version.
     pub fn bundle_add(&self, names: &[String]) -> Result<Applied> {
+        self.bundle_add_with(names, false)
+    }
+
+    /// `bundle-add`, with `skip_optional` leaving the bundles' `also-add` out. The
+    /// named bundles are tracked as installed on purpose, also when they already were.
+    pub fn bundle_add_with(&self, names: &[String], skip_optional: bool) -> Result<Applied> {
         self.settle(None)?;
         let current = self.current_version()?;
         let mom = self.verified_mom(current)?;
@@ -448,10 +504,11 @@ impl<'o> Client<'o> {
             .collect();
         if fresh.is_empty() {
             self.info("All requested bundles are already installed".into());
+            Tracking::new(&self.state).track(names, &installed)?;
             return Ok(Applied::default());
         }
         let old_manifests = self.resolve(&mom, &installed, false)?;
-        let added = self.resolve(&mom, &fresh, true)?;
+        let added = self.resolve(&mom, &fresh, !skip_optional)?;
         let space = added
             .iter()
             .filter(|m| !old_manifests.iter().any(|o| o.name() == m.name()))
@@ -464,61 +521,22 @@ impl<'o> Client<'o> {
             versions: manifest_versions(&old_manifests),
             ..Installed::default()
         };
-        let mut all = installed;
+        let mut all = installed.clone();
         all.extend(fresh);
         let new = self.resolve(&mom, &all, false)?;
         let new = merge_manifests(new, added);
-        Ok(self
+        let applied = self
             .transition(&old, &new, &mom, space, false, false)?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Tracking::new(&self.state).track(names, &installed)?;
+        Ok(applied)
     }
 
     /// `bundle-remove`: removes bundles, keeping files other installed bundles own.
     pub fn bundle_remove(&self, names: &[String]) -> Result<Applied> {
-        self.settle(None)?;
-        let current = self.current_version()?;
-        let installed = self.installed_bundles()?;
-        for b in names {
-            if b == OS_CORE {
-                return Err(Error::Usage("os-core cannot be removed".into()));
-            }
-            if !installed.contains(b) {
-                return Err(Error::NotInstalled(b.clone()));
-            }
-        }
-        let mom = self.verified_mom(current)?;
-        let old_manifests = self.resolve(&mom, &installed, false)?;
-        for m in &old_manifests {
-            if names.iter().any(|n| n == m.name()) {
-                continue;
-            }
-            if let Some(dep) = m
-                .manifest()
-                .header
-                .includes
-                .iter()
-                .find(|i| names.contains(i))
-            {
-                return Err(Error::RequiredBundle {
-                    bundle: dep.clone(),
-                    by: m.name().to_string(),
-                });
-            }
-        }
-        let old = Installed {
-            version: Some(current),
-            bundles: installed.clone(),
-            files: FileSet::from_manifests(&old_manifests),
-            ..Installed::default()
-        };
-        let keep: Vec<String> = installed
-            .into_iter()
-            .filter(|b| !names.contains(b))
-            .collect();
-        let new = self.resolve(&mom, &keep, false)?;
         Ok(self
-            .transition(&old, &new, &mom, 0, false, false)?
-            .unwrap_or_default())
+            .bundle_remove_with(names, &RemoveOptions::default())?
+            .applied)
     }
 
     /// `bundle-list [--all]`: installed bundles, or every bundle of the current version.

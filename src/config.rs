@@ -16,7 +16,7 @@ pub struct Config {
     pub url: Option<String>,
     pub contenturl: Option<String>,
     pub versionurl: Option<String>,
-    pub format: Option<u32>,
+    pub format: Option<crate::format::Format>,
     pub statedir: Option<PathBuf>,
     pub certpath: Option<PathBuf>,
     pub crlpath: Option<PathBuf>,

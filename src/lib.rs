@@ -22,6 +22,8 @@ pub mod diagnose;
 pub mod error;
 /// Named crash points of the write path, for the crash tests.
 pub(crate) mod failpoint;
+/// The content format: a number or swupd's `staging`.
+pub mod format;
 /// Atomic writes, free space, directory fsync.
 pub mod fsutil;
 /// The swupd hash of a path or a stream.
@@ -48,6 +50,8 @@ pub mod slots;
 pub mod source;
 /// State directory, lock, journal.
 pub mod state;
+/// swupd's INI configuration and its URL and format files.
+pub mod swupd_config;
 /// Versions, os-release, the high-water mark, the machine id.
 pub mod version;
 

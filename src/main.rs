@@ -9,11 +9,11 @@ fn main() {
     // Reads FAILPOINTS in test builds (src/failpoint.rs); absent from release builds.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
     raise_open_file_limit();
-    let cli = match chainup::cli::Cli::try_parse() {
+    // swupd's INI config supplies options before the command line's own.
+    let (args, config_warnings) =
+        chainup::cli::swupd_compat::with_swupd_config(std::env::args_os().collect());
+    let cli = match chainup::cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -25,6 +25,18 @@ fn main() {
             std::process::exit(code);
         }
     };
+    let level = match (cli.global.debug, cli.global.verbose, cli.global.quiet) {
+        (true, _, _) => "trace",
+        (false, true, _) => "debug",
+        (false, false, true) => "error",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    for w in config_warnings {
+        log::warn!("{w}");
+    }
     std::process::exit(chainup::cli::run(cli));
 }
 

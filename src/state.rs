@@ -15,6 +15,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    /// `update --keepcache`: the staging area outlives a finished install.
+    keep_staged: bool,
 }
 
 /// Held while a command may change the root; released on drop.
@@ -66,6 +68,7 @@ impl StateDir {
         check_private(path)?;
         Ok(StateDir {
             path: path.to_path_buf(),
+            keep_staged: false,
         })
     }
 
@@ -73,6 +76,16 @@ impl StateDir {
     pub fn at(path: &Path) -> StateDir {
         StateDir {
             path: path.to_path_buf(),
+            keep_staged: false,
+        }
+    }
+
+    /// swupd's `--keepcache`: [`StateDir::clear_staged`] keeps the verified files (a later
+    /// run hashes them again before any use).
+    pub fn keeping_staged(self) -> StateDir {
+        StateDir {
+            keep_staged: true,
+            ..self
         }
     }
 
@@ -118,6 +131,9 @@ impl StateDir {
 
     /// Removes the staging area and everything in it.
     pub fn clear_staged(&self) -> Result<()> {
+        if self.keep_staged {
+            return Ok(());
+        }
         let dir = self.path.join("staged");
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

@@ -4,9 +4,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::swupd_compat::{parse_assume, Requested};
+use crate::format::Format;
+
 /// chainup: verified, swupd-compatible OS updates with A/B core images.
 #[derive(Debug, Parser)]
-#[command(name = "chainup", version, max_term_width = 100)]
+#[command(
+    name = "chainup",
+    version,
+    max_term_width = 100,
+    // As swupd's getopt_long: `--stat` for `--statedir`, and the last of a repeated
+    // option wins.
+    infer_long_args = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -29,9 +40,12 @@ pub struct Global {
     /// Base URL for version files (latest)
     #[arg(short = 'v', long, global = true)]
     pub versionurl: Option<String>,
-    /// Content format number
+    /// Port for every request, replacing the URLs' own (as swupd's -P)
+    #[arg(short = 'P', long, global = true)]
+    pub port: Option<u16>,
+    /// Content format: a number or "staging"
     #[arg(short = 'F', long, global = true)]
-    pub format: Option<u32>,
+    pub format: Option<Format>,
     /// State directory (default ROOT/var/lib/chainup)
     #[arg(short = 'S', long, global = true)]
     pub statedir: Option<PathBuf>,
@@ -47,6 +61,9 @@ pub struct Global {
     /// Do not check signatures (lab builds only; hashes are still enforced)
     #[arg(short = 'n', long, global = true)]
     pub nosigcheck: bool,
+    /// Read the `latest` version files without their signatures (the MoM is still checked)
+    #[arg(long, global = true)]
+    pub nosigcheck_latest: bool,
     /// Downloads at a time (default 15, at most 128)
     #[arg(short = 'W', long, global = true)]
     pub max_parallel_downloads: Option<usize>,
@@ -84,12 +101,30 @@ pub struct Global {
     /// Print debugging detail
     #[arg(long, global = true)]
     pub verbose: bool,
-    /// No progress bars
+    /// Print all debugging detail, tracing included
     #[arg(long, global = true)]
-    pub no_progress: bool,
+    pub debug: bool,
+    /// Print the time the command took
+    #[arg(short = 't', long, global = true)]
+    pub time: bool,
+    /// Do not update the boot loader after an update
+    #[arg(short = 'b', long, global = true)]
+    pub no_boot_update: bool,
     /// Do not run post-update actions (ldconfig, systemd, boot manager, drop-ins)
     #[arg(short = 'N', long, global = true)]
     pub no_scripts: bool,
+    /// Wait for the post-update scripts to finish
+    #[arg(long, global = true)]
+    pub wait_for_scripts: bool,
+    /// Answer yes to every question (as --assume=yes)
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// Answer every question with yes or no, non-interactively
+    #[arg(long, global = true, value_name = "yes|no", value_parser = parse_assume)]
+    pub assume: Option<bool>,
+    /// No progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     /// Config file (default ROOT/etc/chainup/config.toml)
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
@@ -114,12 +149,14 @@ pub struct Global {
 pub enum Command {
     /// Update to the latest (or a given) version
     Update {
-        /// Target version
-        #[arg(short = 'V', long = "version")]
-        version: Option<u32>,
+        /// Target version, or "latest" (-m/--manifest works too, as in swupd)
+        #[arg(short = 'V', long = "version", short_alias = 'm', alias = "manifest")]
+        version: Option<Requested>,
         /// Only download and verify, do not install
         #[arg(long)]
         download: bool,
+        #[command(flatten)]
+        swupd: super::swupd_compat::UpdateArgs,
     },
     /// Exit 0 if a newer version is available, 1 if not
     CheckUpdate,
@@ -127,26 +164,32 @@ pub enum Command {
     BundleAdd {
         #[arg(required = true)]
         bundles: Vec<String>,
+        /// Do not install the bundles' optional bundles (their `also-add`)
+        #[arg(long)]
+        skip_optional: bool,
     },
     /// Remove bundles
     BundleRemove {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "orphans", conflicts_with = "orphans")]
         bundles: Vec<String>,
+        #[command(flatten)]
+        opts: super::swupd_compat::RemoveArgs,
     },
     /// List installed bundles
-    BundleList {
-        /// List every bundle of the current version
-        #[arg(long)]
-        all: bool,
-    },
+    BundleList(super::swupd_compat::ListArgs),
     /// Install a release into an empty root
     OsInstall {
-        /// Version to install (default: latest)
-        #[arg(short = 'V', long = "version")]
-        version: Option<u32>,
+        /// Version to install (default: latest; -m/--manifest works too)
+        #[arg(short = 'V', long = "version", short_alias = 'm', alias = "manifest")]
+        version: Option<Requested>,
         /// Bundles to install, comma-separated (os-core is always installed)
         #[arg(short = 'B', long, value_delimiter = ',')]
         bundles: Vec<String>,
+        #[command(flatten)]
+        swupd: super::swupd_compat::InstallArgs,
+        /// The root to install into (as -p/--path; swupd's positional PATH)
+        #[arg(value_name = "PATH")]
+        root: Option<PathBuf>,
     },
     /// Check the root against the manifests of its installed bundles (exit 1 if anything is wrong)
     Diagnose(CheckArgs),
@@ -205,7 +248,7 @@ impl Command {
             Command::CheckUpdate => "check-update",
             Command::BundleAdd { .. } => "bundle-add",
             Command::BundleRemove { .. } => "bundle-remove",
-            Command::BundleList { .. } => "bundle-list",
+            Command::BundleList(_) => "bundle-list",
             Command::OsInstall { .. } => "os-install",
             Command::Diagnose(_) => "diagnose",
             Command::Repair(_) => "repair",
@@ -228,9 +271,9 @@ impl Command {
 /// What diagnose, repair and verify check (swupd's short flags).
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// Version to check against (default: the installed one)
-    #[arg(short = 'V', long = "version")]
-    pub version: Option<u32>,
+    /// Version to check against (default: the installed one; -m/--manifest works too)
+    #[arg(short = 'V', long = "version", short_alias = 'm', alias = "manifest")]
+    pub version: Option<Requested>,
     /// Only these installed bundles and what they include, comma-separated
     #[arg(short = 'B', long, value_delimiter = ',')]
     pub bundles: Vec<String>,
@@ -243,6 +286,9 @@ pub struct CheckArgs {
     /// Also look for (repair: remove) entries under --picky-tree that no manifest lists
     #[arg(short = 'Y', long)]
     pub picky: bool,
+    /// Like --picky, but only that: tracked entries are not checked
+    #[arg(long, conflicts_with_all = ["picky", "quick", "bundles"])]
+    pub extra_files_only: bool,
     /// Where --picky looks
     #[arg(short = 'X', long, value_name = "PATH", default_value = crate::diagnose::DEFAULT_PICKY_TREE)]
     pub picky_tree: String,
@@ -267,11 +313,12 @@ impl CheckArgs {
     /// The library's options.
     pub fn options(&self) -> crate::diagnose::Options {
         crate::diagnose::Options {
-            version: self.version,
+            version: self.version.and_then(Requested::version),
             bundles: self.bundles.clone(),
             file: self.file.clone(),
             quick: self.quick,
-            picky: self.picky,
+            picky: self.picky || self.extra_files_only,
+            extra_files_only: self.extra_files_only,
             picky_tree: self.picky_tree.clone(),
             picky_whitelist: self.picky_whitelist.clone(),
             force: self.force,

@@ -1,11 +1,14 @@
 //! The `chainup` command line: arguments, settings from config and flags, dispatch, output.
 
 pub mod args;
+mod bundles;
 mod check;
 pub mod commands;
 mod man;
 pub mod output;
 mod post;
+pub mod swupd_compat;
+mod urls;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +18,7 @@ use serde_json::json;
 
 pub use args::{Cli, Command, Global};
 use output::Output;
+use swupd_compat::Requested;
 
 use crate::client::{Access, Client, Settings, Updated};
 use crate::config::{Config, CONFIG_PATH};
@@ -30,13 +34,14 @@ pub const DEFAULT_CERT: &str = "/usr/share/clear/update-ca/Swupd_Root.pem";
 /// `mark-good --has-slots` when it cannot tell: what fails systemd's `ExecCondition=`.
 pub const EXIT_CONDITION_FAILED: i32 = 255;
 /// Content format used when neither flag, config nor root names one.
-pub const DEFAULT_FORMAT: u32 = 30;
+pub const DEFAULT_FORMAT: crate::format::Format = crate::format::Format::Number(30);
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let section = cli.command.name();
     let g = &cli.global;
     let out = Output::new(g.json_output, g.quiet, g.no_progress, section);
+    let started = std::time::Instant::now();
     let code = match dispatch(&cli, &out) {
         Ok(code) => code,
         Err(e) => {
@@ -44,12 +49,39 @@ pub fn run(cli: Cli) -> i32 {
             e.exit_code()
         }
     };
+    if g.time {
+        out.result(&format!(
+            "Time spent: {:.3} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
     out.end(section, code);
     code
 }
 
 fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
-    let g = &cli.global;
+    // swupd's `os-install PATH` names the root as -p does.
+    let with_root;
+    let g = match &cli.command {
+        Command::OsInstall {
+            root: Some(root), ..
+        } => {
+            with_root = Global {
+                path: Some(root.clone()),
+                ..cli.global.clone()
+            };
+            &with_root
+        }
+        _ => &cli.global,
+    };
+    if let Command::Update { swupd, .. } = &cli.command {
+        if swupd.third_party {
+            return Err(Error::Usage(
+                "update --3rd-party: 3rd-party repositories are not supported by this chainup"
+                    .into(),
+            ));
+        }
+    }
     match &cli.command {
         Command::Hashdump { no_xattrs, file } => {
             // swupd's `hashdump -n` means --no-xattrs; here -n is the global short flag.
@@ -75,7 +107,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         Command::Man { dir: None } => man::write_main(&mut std::io::stdout()).map(|()| 0),
         Command::Man { dir: Some(dir) } => man::write_pages(dir).map(|_| 0),
         cmd => {
-            let settings = settings(g)?;
+            let mut settings = settings(g)?;
+            settings.keepcache = matches!(cmd, Command::Update { swupd, .. } if swupd.keepcache);
             if settings.nosigcheck {
                 out.loud_warning(
                     "signature checks are OFF (--nosigcheck): content is not authenticated; lab use only",
@@ -83,6 +116,7 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
             }
             let access = match cmd {
                 Command::OsInstall { .. } => Access::Install,
+                Command::Update { swupd, .. } if swupd.status => Access::Read,
                 Command::CheckUpdate
                 | Command::BundleList { .. }
                 | Command::BundleInfo(_)
@@ -98,18 +132,46 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
 
 fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Result<i32> {
     match cmd {
-        Command::Update { version, download } => {
+        Command::Update {
+            version,
+            download,
+            swupd,
+        } => {
+            if swupd.status {
+                return check_update(client, out);
+            }
             let _lock = client.lock()?;
-            let updated = client.update(*version, *download)?;
-            report(out, &updated);
-            if let Updated::Done { from, to, applied } = &updated {
-                post::run(g, out, cmd.name(), (*from, *to), &applied.changed)?;
+            let target = version.and_then(Requested::version);
+            let done = match swupd.incremental {
+                true => client.update_incremental(target, *download)?,
+                false => vec![client.update(target, *download)?],
+            };
+            for step in &done {
+                report(out, step);
+                if let Updated::Done { from, to, applied } = step {
+                    post::run(g, out, cmd.name(), (*from, *to), &applied.changed)?;
+                }
+            }
+            if swupd.update_search_file_index {
+                bundles::search_file_index(client, out)?;
             }
             Ok(0)
         }
-        Command::OsInstall { version, bundles } => {
+        Command::OsInstall {
+            version,
+            bundles,
+            swupd,
+            ..
+        } => {
             let _lock = client.lock()?;
-            let updated = client.os_install(*version, bundles)?;
+            let opts = crate::client::InstallOptions {
+                skip_optional: swupd.skip_optional,
+                download_only: swupd.download,
+                force: swupd.force,
+                statedir_cache: swupd.statedir_cache.clone(),
+            };
+            let target = version.and_then(Requested::version);
+            let updated = client.os_install_with(target, bundles, &opts)?;
             report(out, &updated);
             if let Updated::Done { from, to, applied } = &updated {
                 let mut changed = applied.changed.clone();
@@ -118,27 +180,13 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             }
             Ok(0)
         }
-        Command::CheckUpdate => {
-            let (current, target) = client.check_update()?;
-            let latest = target.version;
-            let newer = latest > current;
-            let mut text = if newer {
-                format!("Update available: version {latest} (current {current})")
-            } else {
-                format!("No update available (current {current}, server {latest})")
-            };
-            let mut record = json!({"type": "info", "current": current, "latest": latest, "signed_latest": target.latest});
-            if let Some(wave) = &target.wave {
-                text = format!("{text}; {}", wave.describe());
-                record["rollout"] = rollout_json(wave);
-            }
-            record["msg"] = json!(text);
-            out.record(&text, record);
-            Ok(if newer { 0 } else { 1 })
-        }
-        Command::BundleAdd { bundles } => {
+        Command::CheckUpdate => check_update(client, out),
+        Command::BundleAdd {
+            bundles,
+            skip_optional,
+        } => {
             let _lock = client.lock()?;
-            let applied = client.bundle_add(bundles)?;
+            let applied = client.bundle_add_with(bundles, *skip_optional)?;
             out.result(&format!(
                 "Installed {}: {} files, {} directories",
                 bundles.join(", "),
@@ -151,32 +199,11 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             }
             Ok(0)
         }
-        Command::BundleRemove { bundles } => {
+        Command::BundleRemove { bundles, opts } => {
             let _lock = client.lock()?;
-            let applied = client.bundle_remove(bundles)?;
-            out.result(&format!(
-                "Removed {}: {} entries deleted",
-                bundles.join(", "),
-                applied.deleted
-            ));
-            Ok(0)
+            bundles::remove(client, bundles, opts, out)
         }
-        Command::BundleList { all } => {
-            for b in client.bundle_list(*all)? {
-                let mut text = b.name.clone();
-                if *all && b.installed {
-                    text.push_str(" (installed)");
-                }
-                if b.experimental {
-                    text.push_str(" (experimental)");
-                }
-                out.record(
-                    &text,
-                    json!({"type": "bundle", "name": b.name, "installed": b.installed, "experimental": b.experimental}),
-                );
-            }
-            Ok(0)
-        }
+        Command::BundleList(args) => bundles::list(client, args, out),
         Command::Diagnose(args)
         | Command::Verify {
             fix: false,
@@ -188,7 +215,7 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
                 true => Some(client.lock()?),
                 false => None,
             };
-            check::diagnose(client, &args.options(), out)
+            check::diagnose(client, &swupd_compat::check_options(client, args)?, out)
         }
         Command::Repair(args)
         | Command::Verify {
@@ -196,7 +223,7 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             check: args,
         } => {
             let _lock = client.lock()?;
-            check::repair(client, &args.options(), g, out)
+            check::repair(client, &swupd_compat::check_options(client, args)?, g, out)
         }
         Command::BundleInfo(a) => commands::bundle_info(client, a, out),
         Command::SearchFile(a) => commands::search_file(client, a, out),
@@ -212,6 +239,26 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             unreachable!("handled before")
         }
     }
+}
+
+/// `check-update` (and swupd's `update --status`): exit 0 when a newer version is there.
+fn check_update(client: &Client, out: &Output) -> Result<i32> {
+    let (current, target) = client.check_update()?;
+    let latest = target.version;
+    let newer = latest > current;
+    let mut text = if newer {
+        format!("Update available: version {latest} (current {current})")
+    } else {
+        format!("No update available (current {current}, server {latest})")
+    };
+    let mut record = json!({"type": "info", "current": current, "latest": latest, "signed_latest": target.latest});
+    if let Some(wave) = &target.wave {
+        text = format!("{text}; {}", wave.describe());
+        record["rollout"] = rollout_json(wave);
+    }
+    record["msg"] = json!(text);
+    out.record(&text, record);
+    Ok(if newer { 0 } else { 1 })
 }
 
 /// A machine's place in a rollout, for `--json-output`.
@@ -418,31 +465,19 @@ fn state_dir(g: &Global, config: &Config, root: &Path) -> PathBuf {
 /// Resolves flags over the config file over defaults.
 pub fn settings(g: &Global) -> Result<Settings> {
     let (root, config) = local_config(g)?;
-    let url = g.url.clone().or(config.url.clone());
-    let content_url = g
-        .contenturl
-        .clone()
-        .or(config.contenturl.clone())
-        .or(url.clone())
-        .ok_or_else(|| {
-            Error::Usage(
-                "no content URL: give -u/--url or -c/--contenturl, or set url in the config".into(),
-            )
-        })?;
+    let found = urls::resolve(g, &config, &root)?;
+    let content_url = found.content.ok_or_else(|| {
+        Error::Usage(
+            "no content URL: give -u/--url or -c/--contenturl, set url in the config, or write swupd's usr/share/defaults/swupd/contenturl".into(),
+        )
+    })?;
+    let content_url = urls::with_port(content_url, g.port)?;
     let channel = channel(g, &config, &root)?;
     let version_url = match &channel {
         Some(name) => format!("{}/channels/{name}", content_url.trim_end_matches('/')),
-        None => g
-            .versionurl
-            .clone()
-            .or(config.versionurl.clone())
-            .or(url)
-            .unwrap_or_else(|| content_url.clone()),
+        None => urls::with_port(found.version.unwrap_or_else(|| content_url.clone()), g.port)?,
     };
-    let format = match g.format.or(config.format) {
-        Some(f) => f,
-        None => format_from_root(&root)?.unwrap_or(DEFAULT_FORMAT),
-    };
+    let format = urls::format(g, &config, &root, DEFAULT_FORMAT)?;
     let retries = g.max_retries.or(config.max_retries).unwrap_or(3);
     let delay = g.retry_delay.or(config.retry_delay).unwrap_or(10);
     if delay > 60 {
@@ -465,7 +500,10 @@ pub fn settings(g: &Global) -> Result<Settings> {
             "--min-rate-window {window} must be between 1 and 3600 seconds"
         )));
     }
-    let mirrors = mirrors(g, &config, &root)?;
+    let mirrors = mirrors(g, &config, &root)?
+        .into_iter()
+        .map(|m| urls::with_port(m, g.port))
+        .collect::<Result<Vec<_>>>()?;
     let source = SourceConfig {
         allow_insecure_http: g.allow_insecure_http || config.allow_insecure_http.unwrap_or(false),
         ca_file: g.cacert.clone().or(config.cacert.clone()),
@@ -480,6 +518,13 @@ pub fn settings(g: &Global) -> Result<Settings> {
         content_url,
         version_url,
         format,
+        unsigned_latest: g.nosigcheck_latest,
+        keepcache: false,
+        post_update: crate::client::PostUpdate {
+            no_boot_update: g.no_boot_update,
+            no_scripts: g.no_scripts,
+            wait_for_scripts: g.wait_for_scripts,
+        },
         cert_path: g
             .certpath
             .clone()
@@ -562,18 +607,5 @@ fn parallel_downloads(g: &Global, config: &Config, root: &Path) -> Result<usize>
             reason,
         }),
         None => Ok(15),
-    }
-}
-
-/// swupd's per-root format file, if the root has one.
-fn format_from_root(root: &Path) -> Result<Option<u32>> {
-    let path = root.join("usr/share/defaults/swupd/format");
-    match std::fs::read_to_string(&path) {
-        Ok(t) => t.trim().parse().map(Some).map_err(|_| Error::Config {
-            path,
-            reason: "not a format number".into(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
     }
 }

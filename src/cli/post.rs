@@ -34,6 +34,11 @@ pub fn run(
             a.skip = Some("--no-scripts".into());
         }
     }
+    if g.no_boot_update {
+        for a in actions.iter_mut().filter(|a| a.name == "boot-manager") {
+            a.skip = Some("--no-boot-update".into());
+        }
+    }
     post_update::run(&ctx, actions, changed, out);
     Ok(())
 }

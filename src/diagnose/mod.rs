@@ -51,6 +51,9 @@ pub struct Options {
     pub quick: bool,
     /// Also look for entries under `picky_tree` that no installed manifest lists.
     pub picky: bool,
+    /// swupd's `--extra-files-only`: only the `picky` search; tracked entries are not
+    /// checked (so repair only removes extras).
+    pub extra_files_only: bool,
     /// Where `picky` looks.
     pub picky_tree: String,
     /// Path prefixes `picky` leaves alone.
@@ -69,6 +72,7 @@ impl Default for Options {
             file: None,
             quick: false,
             picky: false,
+            extra_files_only: false,
             picky_tree: DEFAULT_PICKY_TREE.into(),
             picky_whitelist: DEFAULT_PICKY_WHITELIST.map(String::from).to_vec(),
             force: false,
@@ -315,6 +319,7 @@ fn scan(client: &Client, opts: &Options) -> Result<(Report, Scope)> {
     let entries: Vec<_> = scope
         .all
         .entries()
+        .filter(|_| !opts.extra_files_only)
         .filter(|e| scope.only.as_ref().is_none_or(|o| o.contains(&e.path)))
         .collect();
     let mut report = Report {
