@@ -18,7 +18,9 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
+mod chunk_index;
 pub(crate) mod chunks;
+pub use chunk_index::IndexCache;
 mod fullfile;
 pub(crate) mod image;
 pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};
