@@ -20,7 +20,9 @@ use crate::{Error, Result};
 
 mod cache;
 pub use cache::cached_manifest_path;
+mod chunk_index;
 pub(crate) mod chunks;
+pub use chunk_index::IndexCache;
 mod fullfile;
 pub(crate) mod image;
 pub use chunks::{ChunkPlan, SlotReads, Transfer, VerifiedIndex};

@@ -132,6 +132,173 @@ impl Index {
     }
 }
 
+/// First line of an index delta, with the format version.
+const DELTA_MAGIC: &str = "chainup-chunk-index-delta 1";
+
+/// Where the delta from the index whose payload hash is `from` to the one whose hash is
+/// `to` lives, relative to the content URL. Named by the two hashes, not by versions: a
+/// client finds it from the two manifest lines alone, whatever versions they are.
+pub fn delta_path(from: &Hash, to: &Hash) -> String {
+    format!("chunks/index-deltas/{from}-{to}.zst")
+}
+
+/// One step of a [`Delta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaOp {
+    /// `count` chunks of the old index, from its chunk `start` on.
+    Copy { start: u32, count: u32 },
+    /// A chunk the old index does not have at this place.
+    New(Chunk),
+}
+
+/// How to make a new index from an old one: the new index's chunks are runs of the old
+/// index's plus the chunks that changed, so a small change in the image is a small delta.
+/// A delta is not trusted: what it makes is hashed against the new `/core.index` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub image: Hash,
+    pub size: u64,
+    pub ops: Vec<DeltaOp>,
+}
+
+impl Delta {
+    /// The delta from `old` to `new`: each chunk of `new` extends the current run of `old`
+    /// when it is the next one there, else starts a run where `old` first has it, else is
+    /// new.
+    pub fn diff(old: &Index, new: &Index) -> Delta {
+        let mut first = std::collections::HashMap::new();
+        for (i, c) in old.chunks.iter().enumerate() {
+            first.entry(c.id).or_insert(i as u32);
+        }
+        let mut ops: Vec<DeltaOp> = Vec::new();
+        for c in &new.chunks {
+            if let Some(DeltaOp::Copy { start, count }) = ops.last_mut() {
+                let next = (*start + *count) as usize;
+                if old.chunks.get(next) == Some(c) {
+                    *count += 1;
+                    continue;
+                }
+            }
+            ops.push(match first.get(&c.id) {
+                Some(&i) if old.chunks[i as usize] == *c => DeltaOp::Copy { start: i, count: 1 },
+                _ => DeltaOp::New(*c),
+            });
+        }
+        Delta {
+            image: new.image,
+            size: new.size,
+            ops,
+        }
+    }
+
+    /// The delta text (docs/chunks.md).
+    pub fn serialize(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{DELTA_MAGIC}");
+        let _ = writeln!(out, "image {} {}", self.image, self.size);
+        for op in &self.ops {
+            let _ = match op {
+                DeltaOp::Copy { start, count } => writeln!(out, "c {start} {count}"),
+                DeltaOp::New(c) => writeln!(out, "n {} {}", c.id, c.len),
+            };
+        }
+        out
+    }
+
+    /// Parses a delta as strictly as an index: the exact header, then `c <start> <count>`
+    /// (count at least 1) or `n <sha256> <length>` lines.
+    pub fn parse(text: &[u8]) -> Result<Delta, String> {
+        if text.len() as u64 > limits::CHUNK_INDEX {
+            return Err(format!("over {} bytes", limits::CHUNK_INDEX));
+        }
+        let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_string())?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or("does not end with a newline")?;
+        let mut lines = body.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+        if lines.next().map(|(_, l)| l) != Some(DELTA_MAGIC) {
+            return Err(format!("line 1: expected {DELTA_MAGIC:?}"));
+        }
+        let (image, size) = match lines.next().map(|(_, l)| l.split(' ').collect::<Vec<_>>()) {
+            Some(f) if f.len() == 3 && f[0] == "image" => {
+                (parse_hash(f[1], 2)?, parse_num(f[2], 2)?)
+            }
+            _ => return Err("line 2: expected \"image <hash> <size>\"".into()),
+        };
+        let mut ops = Vec::new();
+        for (n, line) in lines {
+            let op = match line.split(' ').collect::<Vec<_>>()[..] {
+                ["c", start, count] => {
+                    let (start, count) = (parse_num(start, n)?, parse_num(count, n)?);
+                    if count == 0 || start + count > u64::from(u32::MAX) {
+                        return Err(format!("line {n}: bad run {start} {count}"));
+                    }
+                    DeltaOp::Copy {
+                        start: start as u32,
+                        count: count as u32,
+                    }
+                }
+                ["n", id, len] => {
+                    let (id, len) = (parse_hash(id, n)?, parse_num(len, n)?);
+                    if len == 0 || len > MAX as u64 {
+                        return Err(format!("line {n}: chunk length {len} is not 1 to {MAX}"));
+                    }
+                    DeltaOp::New(Chunk {
+                        id,
+                        len: len as u32,
+                    })
+                }
+                _ => {
+                    return Err(format!(
+                        "line {n}: expected \"c <start> <count>\" or \"n <sha256> <length>\""
+                    ))
+                }
+            };
+            ops.push(op);
+        }
+        Ok(Delta { image, size, ops })
+    }
+
+    /// The new index, made from `old`. Refuses runs outside `old`, more chunks than an
+    /// index within [`limits::CHUNK_INDEX`] can list, and lengths that do not add up to the
+    /// size; what it returns is still to be hashed against the manifest line.
+    pub fn apply(&self, old: &Index) -> Result<Index, String> {
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        for op in &self.ops {
+            let part = match op {
+                DeltaOp::Copy { start, count } => {
+                    let (start, end) = (*start as usize, *start as usize + *count as usize);
+                    old.chunks
+                        .get(start..end)
+                        .ok_or_else(|| format!("run {start}..{end} is outside the old index"))?
+                }
+                DeltaOp::New(c) => std::slice::from_ref(c),
+            };
+            if chunks.len() + part.len() > MAX_CHUNKS {
+                return Err(format!("more than {MAX_CHUNKS} chunks"));
+            }
+            total += part.iter().map(|c| u64::from(c.len)).sum::<u64>();
+            chunks.extend_from_slice(part);
+        }
+        if total != self.size {
+            return Err(format!(
+                "the chunks cover {total} bytes, the image is {}",
+                self.size
+            ));
+        }
+        Ok(Index {
+            image: self.image,
+            size: self.size,
+            chunks,
+        })
+    }
+}
+
+/// The most chunks an index within [`limits::CHUNK_INDEX`] can list (a line is at least
+/// 64 hex digits, a space, a digit and a newline), so a delta cannot make a larger one.
+const MAX_CHUNKS: usize = (limits::CHUNK_INDEX / 67) as usize;
+
 fn parse_hash(s: &str, line: usize) -> Result<Hash, String> {
     Hash::from_str(s).map_err(|e| format!("line {line}: {e}"))
 }
@@ -181,6 +348,43 @@ mod tests {
             p.starts_with("chunks/ba/ba7816bf") && p.ends_with(".zst"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn a_delta_rebuilds_the_new_index_and_refuses_what_does_not_fit() {
+        let old = sample();
+        let mut new = old.clone();
+        let added = Chunk {
+            id: chunk_id(b"c"),
+            len: 10,
+        };
+        new.chunks.insert(1, added);
+        new.chunks.push(old.chunks[0]);
+        new.size += 10 + 65_536;
+        let d = Delta::diff(&old, &new);
+        assert_eq!(
+            d.ops,
+            [
+                DeltaOp::Copy { start: 0, count: 1 },
+                DeltaOp::New(added),
+                DeltaOp::Copy { start: 1, count: 1 },
+                DeltaOp::Copy { start: 0, count: 1 },
+            ]
+        );
+        let text = d.serialize();
+        assert_eq!(Delta::parse(text.as_bytes()).unwrap(), d);
+        assert_eq!(d.apply(&old).unwrap(), new);
+        for bad in [
+            text.replace("c 1 1", "c 1 2"),
+            text.replace("c 1 1", "c 1 0"),
+            text.replace("c 1 1", "c 01 1"),
+            text.replace(" 10\n", " 11\n"),
+            text.replace("delta 1", "delta 2"),
+            text.replace("c 1 1", "x 1 1"),
+        ] {
+            let refused = Delta::parse(bad.as_bytes()).and_then(|d| d.apply(&old));
+            assert!(refused.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -474,6 +474,7 @@ impl<'o> Client<'o> {
             return Ok(Updated::Downloaded { to: target });
         };
         Tracking::new(&self.state).track(&names, &[])?;
+        self.keep_chunk_index(&new);
         Ok(Updated::Done {
             from: None,
             to: target,
@@ -676,6 +677,18 @@ impl<'o> Client<'o> {
             .as_ref()
             .map(Slots::from_config)
             .transpose()
+    }
+
+    /// After an os-install with `[slots]`: keeps the chunk index of the release's core
+    /// image, which the provisioned running slot holds, so the first chunked update does
+    /// not download it (docs/chunks.md).
+    fn keep_chunk_index(&self, new: &[VerifiedManifest]) {
+        use crate::manifest::ImageKind::CoreIndex;
+        if let (Ok(Some(slots)), Some(entry)) =
+            (self.slots(), FileSet::from_manifests(new).image(CoreIndex))
+        {
+            crate::install::image::keep_index(&self.chain, &slots, &self.state, entry, None);
+        }
     }
 
     /// Writes changed A/B images into the inactive slot (docs/ab.md). This runs after

@@ -54,7 +54,9 @@ pub const FULLFILE: u64 = 64 << 30;
 /// A core image's chunk index (`/core.index`, docs/chunks.md): about 75 bytes per chunk
 /// of 64 KiB on average, so 16 MiB indexes a 13 GiB image. It is held in memory (the new
 /// image's and the running slot's, at most two at a time) and cut off here before its
-/// hash is known, so it costs a hostile server at most this much.
+/// hash is known, so it costs a hostile server at most this much. An index delta
+/// (decompressed) and a cached index are held to the same cap, and a delta may not make an
+/// index with more chunks than one of this size can list.
 pub const CHUNK_INDEX: u64 = 16 << 20;
 
 /// Memory an xz decoder may take. liblzma sets aside the dictionary the stream header

@@ -13,7 +13,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chainup::chunks::{store_path, Index};
+use chainup::chunks::{delta_path, store_path, Delta, Index};
+use chainup::hash::Hash;
 use chainup::hash::{hash_bytes, Meta};
 use fixture::{ok, run, text, World, BUNDLES};
 
@@ -189,6 +190,15 @@ impl Chunked {
         let mut text = Vec::new();
         entry.read_to_end(&mut text).unwrap();
         Index::parse(&text).unwrap()
+    }
+
+    /// The webroot file of the chunk index delta from release `from` to `to`.
+    fn delta(&self, from: u32, to: u32) -> PathBuf {
+        let hash = |v| {
+            let (_, h, _) = self.w.entry(v, "core-image", "/core.index");
+            h.parse::<Hash>().unwrap()
+        };
+        self.w.web.join(delta_path(&hash(from), &hash(to)))
     }
 
     /// Store paths of release `v`'s chunks that release 10's image does not have.
@@ -398,6 +408,10 @@ fn a_tampered_index_is_refused_and_a_later_release_still_works() {
         zstd::encode_all(&tb.into_inner().unwrap()[..], 1).unwrap(),
     )
     .unwrap();
+    // And the delta from 10's index makes the same tampered index.
+    let delta = t.delta(10, 20);
+    let evil_delta = Delta::diff(&t.index(10), &index).serialize();
+    std::fs::write(&delta, zstd::encode_all(evil_delta.as_bytes(), 1).unwrap()).unwrap();
     let b_before = std::fs::read(&t.core_b).unwrap();
 
     let out = t.chainup(&["update", "-V", "20"]);
@@ -423,6 +437,75 @@ fn a_tampered_index_is_refused_and_a_later_release_still_works() {
     assert!(starts_with(&t.core_b, &core30));
     assert!(t.served() * 10 < CORE_SIZE as u64);
     t.expect_entries(&["clipos-10.efi", "clipos-30+3.efi"]);
+}
+
+#[test]
+fn the_seed_index_comes_from_the_cache_and_the_new_one_as_a_delta() {
+    let t = Chunked::new(None);
+    let (_, h10, v10) = t.w.entry(10, "core-image", "/core.index");
+    let (_, h20, v20) = t.w.entry(20, "core-image", "/core.index");
+    let index10 = format!("/{v10}/files/{h10}.tar");
+    let index20 = format!("/{v20}/files/{h20}.tar");
+    let delta = format!("/chunks/index-deltas/{h10}-{h20}.zst");
+    let cache = t.w.state.join("chunk-indexes");
+    assert!(
+        cache.join(&h10).is_file(),
+        "os-install kept the running image's index"
+    );
+
+    // A cached index that no longer hashes right is downloaded again; a delta that does
+    // not make the new index is set aside for the whole index: both only cost bytes.
+    std::fs::write(cache.join(&h10), b"chainup-chunk-index 1\n").unwrap();
+    let good_delta = std::fs::read(t.delta(10, 20)).unwrap();
+    let mut text = zstd::decode_all(&good_delta[..]).unwrap();
+    let at = text.len() - 3;
+    text[at] ^= 1;
+    std::fs::write(t.delta(10, 20), zstd::encode_all(&text[..], 1).unwrap()).unwrap();
+    t.w.server.clear_log();
+    ok(t.chainup(&["update", "-V", "20"]));
+    assert!(starts_with(&t.core_b, &core20()));
+    assert_eq!(t.w.server.hits(&index10), 1);
+    assert_eq!(t.w.server.hits(&delta), 1);
+    assert_eq!(t.w.server.hits(&index20), 1);
+    let mut kept: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    let mut want = vec![h10.clone(), h20.clone()];
+    want.sort();
+    assert_eq!(
+        kept, want,
+        "the cache keeps the indexes of the slots' images"
+    );
+
+    // The same update on a fresh machine with the delta intact: 10's index from the
+    // cache, 20's from the delta, neither index payload downloaded.
+    let t = Chunked::new(None);
+    t.w.server.clear_log();
+    let out = ok(t.chainup(&["update", "-V", "20", "--json-output"]));
+    assert!(starts_with(&t.core_b, &core20()));
+    assert_eq!(
+        t.w.server.hits(&index10),
+        0,
+        "the seed's index came from the cache"
+    );
+    assert_eq!(
+        t.w.server.hits(&index20),
+        0,
+        "the new index came as a delta"
+    );
+    assert_eq!(t.w.server.hits(&delta), 1);
+    let r = &records(&out, "image-transfer")[0];
+    assert_eq!(r["method"], "chunks", "{r}");
+    let size = std::fs::metadata(t.w.web.join(&delta[1..])).unwrap().len();
+    let index_size = std::fs::metadata(t.w.web.join(&index20[1..]))
+        .unwrap()
+        .len();
+    assert!(
+        size * 10 < index_size,
+        "delta {size} bytes, index {index_size}"
+    );
 }
 
 #[test]
@@ -490,7 +573,12 @@ fn a_seed_that_offers_little_falls_back_to_the_full_image() {
     );
     let full = format!("/30/files/{}.tar", image_hash(&core30));
     assert_eq!(t.w.server.hits(&full), 1);
-    assert_eq!(t.w.server.hits_matching("/chunks/"), 0);
+    let deltas = t.w.server.hits_matching("/chunks/index-deltas/");
+    assert_eq!(
+        t.w.server.hits_matching("/chunks/"),
+        deltas,
+        "no chunk fetched"
+    );
     assert!(starts_with(&t.core_b, &core30));
 }
 

@@ -53,6 +53,15 @@ pub struct VerifiedIndex {
 }
 
 impl VerifiedIndex {
+    /// An index whose bytes the caller hashed against a `/core.index` line.
+    pub(super) fn from_checked(index: Index) -> VerifiedIndex {
+        VerifiedIndex { index }
+    }
+
+    pub(super) fn index(&self) -> &Index {
+        &self.index
+    }
+
     /// The hash of the image it describes (to compare with a `/core` line).
     pub fn image(&self) -> Hash {
         self.index.image

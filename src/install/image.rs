@@ -26,7 +26,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::chain::{Chain, ChunkPlan, ImageStream, SlotReads, Transfer, VerifiedImage};
+use crate::chain::{Chain, ChunkPlan, ImageStream, IndexCache, SlotReads, Transfer, VerifiedImage};
 use crate::failpoint;
 use crate::hash::Hash;
 use crate::install::boot::{running_version, SlotContent, SlotRecord, SlotState, TransferRecord};
@@ -173,6 +173,7 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
     let wanted = content(p, SlotState::Installed);
     let running = record.get(active).expect("set above");
     if running.core == wanted.core && running.efiboot == wanted.efiboot {
+        cache_index(ctx, p);
         return Ok(Outcome::Running { slot: active });
     }
     if keep == p.version {
@@ -229,6 +230,42 @@ pub fn install(ctx: &Context<'_>, p: &Payloads<'_>) -> Result<Outcome> {
             other => other,
         };
     }
+}
+
+/// Keeps the chunk index of `p`'s core image (a slot now holds that image) in the state
+/// directory, so that the update that next uses this slot as its seed does not download
+/// it (docs/chunks.md). Best effort: without it, that update downloads the index.
+fn cache_index(ctx: &Context<'_>, p: &Payloads<'_>) {
+    if let Some(entry) = p.core_index {
+        keep_index(ctx.chain, ctx.slots, ctx.state, entry, ctx.root_core_index);
+    }
+}
+
+/// Keeps the chunk index `entry` names in the state directory (downloading it unless it
+/// is there), and drops every other cached index but `also`'s: what the slots hold. Used
+/// too by os-install, whose release's core image a provisioned running slot holds. Best
+/// effort, and harmless if the slot holds something else: an index is used as a seed only
+/// when its image is the one the slot record names.
+pub fn keep_index(
+    chain: &Chain,
+    slots: &Slots,
+    state: &StateDir,
+    entry: &Entry,
+    also: Option<&Entry>,
+) {
+    if !slots.chunks {
+        return;
+    }
+    let cache = IndexCache::new(state.path());
+    if let Err(e) = chain.chunk_index_cached(entry, &cache) {
+        log::warn!("cannot keep the chunk index {}: {e}", entry.hash);
+    }
+    let keep: Vec<Hash> = [Some(entry), also]
+        .into_iter()
+        .flatten()
+        .map(|e| e.hash)
+        .collect();
+    cache.keep_only(&keep);
 }
 
 fn content(p: &Payloads<'_>, state: SlotState) -> SlotContent {
@@ -313,6 +350,9 @@ impl Install<'_> {
                 let image = self.write_and_check(stream, &target)?;
                 failpoint::point("img::checked")?;
                 self.report(&how, image.size());
+                if matches!(how, How::Full) {
+                    cache_index(self.ctx, self.p);
+                }
                 self.record(SlotState::Written)?;
                 failpoint::point("img::written")?;
                 Ok(Step::Written { image })
@@ -372,8 +412,8 @@ impl Install<'_> {
             ));
             return Ok(None);
         };
-        let index = chain.chunk_index(index_entry)?;
-        let seed = chain.chunk_index(seed_entry)?;
+        let cache = IndexCache::new(self.ctx.state.path());
+        let seed = chain.chunk_index_cached(seed_entry, &cache)?;
         if seed.image().to_hex() != running_core {
             self.info(format!(
                 "Slot {} holds another image than the installed release's: downloading the full core image",
@@ -381,6 +421,8 @@ impl Install<'_> {
             ));
             return Ok(None);
         }
+        let index = chain.chunk_index_from(index_entry, seed_entry, &seed, &cache)?;
+        cache.keep_only(&[seed_entry.hash, index_entry.hash]);
         let plan = ChunkPlan::new(&index, Some(&seed));
         drop(seed);
         if plan.seed_bytes().saturating_mul(100) < plan.size().saturating_mul(MIN_SEED_PERCENT) {

@@ -14,6 +14,11 @@
 # Also times publishing release 20 against `zstd -9` of its image (single thread, as the
 # fullfile is compressed).
 #
+# The chunked update's bytes are also broken down by kind (chunks, index deltas, index
+# payloads, manifests, other) from nginx's log. BENCH_PUBLISH_ONLY=1 only times publishing
+# release 10 (every chunk new) against `zstd -9` of its image (issue 11's "publishing a
+# 2 GiB image takes about as long as compressing it": `tools/bench/image-delta.sh 2048`).
+#
 # Usage: tools/bench/image-delta.sh [SIZE_MIB]   (default 1024; BENCH_RUNS runs, default 3)
 # Needs: nginx (apt-get install nginx-light), casync, GNU time, openssl, python3, zstd,
 # ~8x SIZE free disk in $TMPDIR. BENCH_KEEP=1 keeps the work directory.
@@ -47,7 +52,7 @@ mkdir -p "$W/img"
 echo "generating ${SIZE_MIB} MiB images..." >&2
 head -c $((SIZE_MIB << 20)) /dev/zero |
     openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 >"$W/img/core10"
-python3 - "$W/img/core10" "$W/img/core20" <<'PY'
+[[ -z ${BENCH_PUBLISH_ONLY:-} ]] && python3 - "$W/img/core10" "$W/img/core20" <<'PY'
 import os, sys
 src, dst = sys.argv[1], sys.argv[2]
 size = os.path.getsize(src)
@@ -82,11 +87,27 @@ publish() {
         --bundles "$W/bundles.toml" --cert "$W/cert.pem" --key "$W/key.pem" \
         --image "core-image:core=$W/img/core$1" --image "core-image:efiboot=$W/img/efi$1"
 }
+if [[ -n ${BENCH_PUBLISH_ONLY:-} ]]; then
+    # Release 10 alone: every chunk is new to the store, the most publishing does; one
+    # image of SIZE on disk three times (image, fullfile, chunk store) instead of eight.
+    echo "publishing 10..." >&2
+    start=$(date +%s.%N); publish 10 >&2; PUB=$(echo "$(date +%s.%N) - $start" | bc -l)
+    start=$(date +%s.%N); zstd -q -9 -c "$W/img/core10" >/dev/null
+    ZST=$(echo "$(date +%s.%N) - $start" | bc -l)
+    echo "${SIZE_MIB} MiB image:"
+    printf '  publishing release 10 (all chunks new): %.2f s; zstd -9 of its image: %.2f s (ratio %.2f)\n' \
+        "$PUB" "$ZST" "$(echo "$PUB / $ZST" | bc -l)"
+    exit 0
+fi
 echo "publishing 10..." >&2
 publish 10 >/dev/null
 echo "publishing 20..." >&2
 start=$(date +%s.%N); publish 20 >&2; PUB=$(echo "$(date +%s.%N) - $start" | bc -l)
 start=$(date +%s.%N); zstd -q -9 -c "$W/img/core20" >/dev/null; ZST=$(echo "$(date +%s.%N) - $start" | bc -l)
+publishing() {
+    printf '  publishing release 20: %.2f s; zstd -9 of its image: %.2f s (ratio %.2f)\n' \
+        "$PUB" "$ZST" "$(echo "$PUB / $ZST" | bc -l)"
+}
 
 # --- casync store and index, in the same webroot -------------------------------------------
 echo "casync make..." >&2
@@ -115,9 +136,20 @@ chainup_run() {
     "$BIN/chainup" os-install -V 10 -B core-image "${common[@]}" >/dev/null
     sync
     : >"$LOG"
+    local seen
+    seen=$(wc -l <"$W/nginx/access.log")
     /usr/bin/time -v -o "$t/time" "$BIN/chainup" update -V 20 "${common[@]}" >/dev/null
     cmp -n "$(stat -c %s "$W/img/core20")" "$W/img/core20" "$t/core_b"
     result "$label" "$t/time"
+    # Where the bytes went: the requests of this update in nginx's log ("URI bytes").
+    tail -n +$((seen + 1)) "$W/nginx/access.log" | awk '
+        $1 ~ /^\/chunks\/index-deltas\// {k = "index-delta"}
+        $1 ~ /^\/chunks\/[0-9a-f][0-9a-f]\// {k = "chunks"}
+        $1 ~ /\/files\// {k = ($2 > 67108864) ? "image" : "index/efi"}
+        $1 ~ /Manifest/ {k = "manifests"}
+        {if (k == "") k = "other"; n[k]++; b[k] += $2; k = ""}
+        END {for (k in n) printf "          %-12s %5d requests %12d bytes\n", k, n[k], b[k]}' |
+        sort >&2
 }
 
 casync_run() {
@@ -166,5 +198,4 @@ cw=$(median chunks 2); cs=$(median casync 2); ct=$(median chunks 3)
 printf '  chunks/casync: bytes %.2f (target <= 1), wall %.2f (target <= 0.5); chunks/full wall %.2f (target <= 1)\n' \
     "$(echo "$cw / $cs" | bc -l)" "$(echo "$ct / $(median casync 3)" | bc -l)" \
     "$(echo "$ct / $(median full 3)" | bc -l)"
-printf '  publishing release 20: %.2f s; zstd -9 of its image: %.2f s (ratio %.2f)\n' \
-    "$PUB" "$ZST" "$(echo "$PUB / $ZST" | bc -l)"
+publishing

@@ -5,19 +5,21 @@
 //! file that the publisher then publishes as the image payload `/core.index`.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chainup::chunks::{self, chunk_id, Chunk, Index};
-use chainup::hash::Hash;
-use chainup::manifest::ImageKind;
+use chainup::chunks::{self, chunk_id, Chunk, Delta, Index};
+use chainup::hash::{hash_bytes, Hash, Meta};
+use chainup::limits;
+use chainup::manifest::{Entry, ImageKind, Manifest};
 use fastcdc::v2020::StreamCDC;
 use rayon::prelude::*;
 
 use crate::tree::{self, Item, Source};
+use crate::webroot::{write_atomic, Layout};
 
 /// zstd level of a chunk: as the fullfiles' (fullfile.rs), most of the ratio at speed.
 const ZSTD_LEVEL: i32 = 9;
@@ -38,10 +40,13 @@ pub struct Stats {
 /// The `/core.index` payload for each core image among `images`: the image chunked into
 /// the store of `webroot`, its index written into `scratch`. One line per image for the
 /// report goes to `notes`.
+/// `old` is the bundle's manifest in the previous release: when it has a `/core.index`,
+/// the delta from that index to the new one is stored too (docs/chunks.md).
 pub fn index_items(
     webroot: &Path,
     images: &[Item],
     scratch: &Path,
+    old: Option<&Manifest>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Item>> {
     let mut out = Vec::new();
@@ -49,8 +54,8 @@ pub fn index_items(
         let Source::Image(path) = &item.source else {
             continue;
         };
-        let index = scratch.join(format!("{}.index", item.hash));
-        let stats = index_image(webroot, path, item.hash, &index)?;
+        let index_path = scratch.join(format!("{}.index", item.hash));
+        let (stats, index) = index_image(webroot, path, item.hash, &index_path)?;
         notes.push(format!(
             "core image {}: {} chunks, {} new in the chunk store ({} bytes)",
             path.display(),
@@ -58,14 +63,80 @@ pub fn index_items(
             stats.stored,
             stats.stored_bytes
         ));
-        out.push(tree::image_item(ImageKind::CoreIndex, &index)?);
+        let index_item = tree::image_item(ImageKind::CoreIndex, &index_path)?;
+        let previous = old.and_then(|m| {
+            m.entries
+                .iter()
+                .find(|e| e.image() == Some(ImageKind::CoreIndex))
+        });
+        if let Some(prev) = previous.filter(|p| p.hash != index_item.hash) {
+            match read_index(&Layout::new(webroot), prev)? {
+                Some(base) => {
+                    let bytes = write_delta(webroot, prev.hash, index_item.hash, &base, &index)?;
+                    notes.push(format!(
+                        "chunk index delta from version {}: {bytes} bytes",
+                        prev.version
+                    ));
+                }
+                None => notes.push(format!(
+                    "no chunk index delta: the index of version {} is not in the webroot",
+                    prev.version
+                )),
+            }
+        }
+        out.push(index_item);
     }
     Ok(out)
 }
 
+/// The index an earlier manifest line names, read back from its fullfile and checked
+/// against the line; `None` when the fullfile is missing or does not match.
+fn read_index(layout: &Layout, e: &Entry) -> Result<Option<Index>> {
+    let path = layout.fullfile(e.version, &e.hash);
+    let ctx = || format!("reading {}", path.display());
+    let Ok(file) = File::open(&path) else {
+        return Ok(None);
+    };
+    let plain = chainup::archive::decompress(file).with_context(ctx)?;
+    let mut tar = tar::Archive::new(plain);
+    let mut entry = tar
+        .entries()
+        .with_context(ctx)?
+        .next()
+        .with_context(ctx)?
+        .with_context(ctx)?;
+    let mut text = Vec::new();
+    (&mut entry)
+        .take(limits::CHUNK_INDEX + 1)
+        .read_to_end(&mut text)
+        .with_context(ctx)?;
+    let meta = Meta::file(0o644, 0, 0, text.len() as u64);
+    if hash_bytes(&meta, &text) != e.hash {
+        return Ok(None);
+    }
+    Ok(Index::parse(&text).ok())
+}
+
+/// Stores the delta from `base` (payload hash `from`) to `index` (hash `to`) under
+/// `webroot`, durably; returns its size.
+fn write_delta(webroot: &Path, from: Hash, to: Hash, base: &Index, index: &Index) -> Result<u64> {
+    let text = Delta::diff(base, index).serialize();
+    // Small and written once per release: the strongest level costs little here.
+    let packed = zstd::bulk::compress(text.as_bytes(), 19).context("compressing a delta")?;
+    let path = webroot.join(chunks::delta_path(&from, &to));
+    write_atomic(&path, &packed)?;
+    sync_store(webroot)?;
+    Ok(packed.len() as u64)
+}
+
 /// Cuts `image` (whose swupd hash is `hash`) into chunks, stores the new ones under
 /// `webroot`, and writes the index text to `index_out`.
-pub fn index_image(webroot: &Path, image: &Path, hash: Hash, index_out: &Path) -> Result<Stats> {
+pub fn index_image(
+    webroot: &Path,
+    image: &Path,
+    hash: Hash,
+    index_out: &Path,
+) -> Result<(Stats, Index)> {
     let ctx = || format!("chunking {}", image.display());
     let file = File::open(image).with_context(ctx)?;
     let cdc = StreamCDC::new(file, chunks::MIN, chunks::AVG, chunks::MAX);
@@ -108,7 +179,7 @@ pub fn index_image(webroot: &Path, image: &Path, hash: Hash, index_out: &Path) -
     sync_store(webroot)?;
     std::fs::write(index_out, index.serialize())
         .with_context(|| format!("writing {}", index_out.display()))?;
-    Ok(stats)
+    Ok((stats, index))
 }
 
 /// Stores one chunk unless the store has it; returns its id and the bytes written.
@@ -172,8 +243,8 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, &old).unwrap();
         std::fs::write(&b, &new).unwrap();
-        let sa = index_image(&web, &a, Hash([1; 32]), &dir.path().join("a.idx")).unwrap();
-        let sb = index_image(&web, &b, Hash([2; 32]), &dir.path().join("b.idx")).unwrap();
+        let (sa, _) = index_image(&web, &a, Hash([1; 32]), &dir.path().join("a.idx")).unwrap();
+        let (sb, _) = index_image(&web, &b, Hash([2; 32]), &dir.path().join("b.idx")).unwrap();
         assert_eq!(sa.stored, sa.chunks);
         assert!(sb.stored <= 3, "{sb:?}");
         let idx = Index::parse(&std::fs::read(dir.path().join("b.idx")).unwrap()).unwrap();

@@ -110,8 +110,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let mut chunk_notes = Vec::new();
     for (name, def) in &bundles {
-        let items = bundle_items(opts, name, scratch.path(), &mut chunk_notes)?;
         let old = prev.as_ref().and_then(|p| p.bundles.get(name));
+        let items = bundle_items(opts, name, scratch.path(), old, &mut chunk_notes)?;
         let manifest = diff::bundle_manifest(&rel, &items, &def.includes, &def.also_add, old);
         let text = match old {
             Some(old) if diff::unchanged(&manifest, old) => {
@@ -222,6 +222,7 @@ fn bundle_items(
     opts: &Options,
     name: &str,
     scratch: &Path,
+    old: Option<&Manifest>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Item>> {
     let root = opts.trees.join(name);
@@ -242,7 +243,8 @@ fn bundle_items(
         .map(|i| tree::image_item(i.kind, &i.path))
         .collect::<Result<Vec<_>>>()?;
     if opts.chunks {
-        let indexes = crate::chunker::index_items(&opts.webroot, &image_items, scratch, notes)?;
+        let indexes =
+            crate::chunker::index_items(&opts.webroot, &image_items, scratch, old, notes)?;
         image_items.extend(indexes);
     }
     for img in image_items {
