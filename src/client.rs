@@ -13,7 +13,7 @@ use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::slots::Slots;
 use crate::source::{Source, SourceConfig};
-use crate::state::{JournalRecord, Lock, StateDir};
+use crate::state::{JournalRecord, Lock, ManifestCache, StateDir};
 use crate::{fsutil, version, Error, Result};
 
 mod fleet;
@@ -138,6 +138,10 @@ pub struct Client<'o> {
     observer: &'o dyn Observer,
     /// Manifest texts verified in this run, the bases for manifest deltas.
     manifest_texts: manifests::ManifestTexts,
+    /// Verified MoMs and manifests kept between runs (checked again on every read).
+    cache: ManifestCache,
+    /// What this run downloaded for the cache.
+    downloaded: manifests::Downloaded,
 }
 
 impl<'o> Client<'o> {
@@ -183,6 +187,7 @@ impl<'o> Client<'o> {
         }
         let versions = Source::new(&settings.version_url, &version_cfg)?;
         let chain = Chain::new(content, versions, signatures, settings.format);
+        let cache = state.manifest_cache(access != Access::Read);
         Ok(Client {
             settings,
             root,
@@ -190,6 +195,8 @@ impl<'o> Client<'o> {
             chain,
             observer,
             manifest_texts: Default::default(),
+            cache,
+            downloaded: Default::default(),
         })
     }
 
@@ -244,7 +251,7 @@ impl<'o> Client<'o> {
 
     /// The MoM of `version`, verified, and checked against rollback and freeze rules.
     pub fn verified_mom(&self, version: u32) -> Result<VerifiedMom> {
-        let mom = self.chain.mom(version)?;
+        let mom = self.mom(version)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -289,7 +296,7 @@ impl<'o> Client<'o> {
     fn installed_state(&self, version: Option<u32>, bundles: &[String]) -> Result<Installed> {
         let files = match version {
             Some(v) => {
-                let mom = self.chain.mom(v)?;
+                let mom = self.mom(v)?;
                 // A marker file for a bundle this release never had (a stray file) names
                 // nothing to plan from; it must not block the update.
                 let known: Vec<String> = bundles
@@ -609,11 +616,14 @@ impl<'o> Client<'o> {
             new,
         )?;
         if download_only {
+            self.update_manifest_cache(&[old.version, Some(mom.version())]);
             return Ok(None);
         }
         self.ensure_install_space(&txn, &staged, &staging)?;
         self.install_images(&old.files, &new_set, mom, bound)?;
-        Ok(Some(txn.apply(&staged)?))
+        let applied = txn.apply(&staged)?;
+        self.update_manifest_cache(&[Some(mom.version())]);
+        Ok(Some(applied))
     }
 
     /// Checks the root has room for what the transaction copies rather than hard-links.
