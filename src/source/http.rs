@@ -1,6 +1,7 @@
 //! https:// (and, when allowed, http://) through one pooled reqwest client.
 
 use std::io::{self, Read};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -15,6 +16,22 @@ use crate::{Error, Result};
 /// Redirects followed for one request, as curl's and reqwest's defaults.
 const MAX_REDIRECTS: usize = 10;
 
+/// Clients built in this process, by the settings that shape them. Building one loads the
+/// system's trust roots (tens of milliseconds, a tenth of a small update), and the version
+/// and content sources of a run have the same settings. A clone shares its client's
+/// connection pool; the identity headers are set per request, so sharing a client shares
+/// nothing else between sources.
+static CLIENTS: Mutex<Vec<(ClientKey, Client)>> = Mutex::new(Vec::new());
+
+/// What [`HttpTransport::new`] builds a client from (the extra CA by content, not path).
+#[derive(PartialEq)]
+struct ClientKey {
+    allow_insecure_http: bool,
+    connect_timeout: Duration,
+    timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
+}
+
 /// Fetches over HTTP(S); HTTP/2 where the server offers it through ALPN. Redirects are
 /// followed here rather than by reqwest, so that the headers identifying the machine go
 /// to the base URL's own origin only.
@@ -25,6 +42,34 @@ pub(super) struct HttpTransport {
     identity: HeaderMap,
     origin: Origin,
     allow_insecure_http: bool,
+}
+
+/// A client as `key` says (`cfg` names the CA file in messages).
+fn build_client(key: &ClientKey, cfg: &SourceConfig, base_url: &str) -> Result<Client> {
+    let mut builder = Client::builder()
+        .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        // Without this, an https server could redirect us to plain http.
+        .https_only(!key.allow_insecure_http)
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(key.connect_timeout)
+        // The blocking client applies this to the wait for headers and to each read,
+        // which is what turns a silent server into an error for the rate check.
+        .timeout(key.timeout);
+    if let (Some(pem), Some(path)) = (&key.ca_pem, &cfg.ca_file) {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| Error::TrustStore {
+                path: path.clone(),
+                reason: "no PEM certificate in the CA file".to_string(),
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| Error::Connect {
+        url: base_url.to_string(),
+        reason: error_chain(&e),
+    })
 }
 
 /// Scheme, host and port: what a redirect must keep for the identity headers to follow.
@@ -56,31 +101,25 @@ impl HttpTransport {
                 .map_err(|e| Error::Usage(format!("HTTP header {name}: {e}")))?;
             headers.append(name, value);
         }
-        let mut builder = Client::builder()
-            .user_agent(concat!("chainup/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            // Without this, an https server could redirect us to plain http.
-            .https_only(!cfg.allow_insecure_http)
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(cfg.connect_timeout)
-            // The blocking client applies this to the wait for headers and to each read,
-            // which is what turns a silent server into an error for the rate check.
-            .timeout(cfg.min_rate.1);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).at(path)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|certs| !certs.is_empty())
-                .ok_or_else(|| Error::TrustStore {
-                    path: path.clone(),
-                    reason: "no PEM certificate in the CA file".to_string(),
-                })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| Error::Connect {
-            url: base_url.to_string(),
-            reason: error_chain(&e),
-        })?;
+        let key = ClientKey {
+            allow_insecure_http: cfg.allow_insecure_http,
+            connect_timeout: cfg.connect_timeout,
+            timeout: cfg.min_rate.1,
+            ca_pem: match &cfg.ca_file {
+                Some(path) => Some(std::fs::read(path).at(path)?),
+                None => None,
+            },
+        };
+        let mut clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+        let client = match clients.iter().find(|(k, _)| *k == key) {
+            Some((_, client)) => client.clone(),
+            None => {
+                let client = build_client(&key, cfg, base_url)?;
+                clients.push((key, client.clone()));
+                client
+            }
+        };
+        drop(clients);
         Ok(HttpTransport {
             client,
             min_rate: cfg.min_rate,
