@@ -562,6 +562,7 @@ fn write_staged(
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(StageError::Write)?;
             }
+            crate::fsutil::start_writeback(&out);
             drop(out);
             set_owner_mode(tmp, meta).map_err(StageError::Write)?;
         }

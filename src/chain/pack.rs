@@ -488,6 +488,7 @@ fn apply_member(
         };
         bsdiff::apply(&header, spool, old, &mut w)?;
         w.out.flush()?;
+        crate::fsutil::start_writeback(w.out.get_ref());
         set_owner_mode(&tmp, &meta)?;
         Ok(w.hasher.finish())
     })();
