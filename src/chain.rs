@@ -18,8 +18,8 @@ use crate::source::{download_error, Source};
 use crate::version;
 use crate::{Error, Result};
 
-mod cache;
-pub use cache::cached_manifest_path;
+mod cached;
+pub use cached::CachedText;
 mod chunk_index;
 pub(crate) mod chunks;
 pub use chunk_index::IndexCache;
@@ -64,6 +64,9 @@ pub struct Chain {
 #[derive(Debug)]
 pub struct VerifiedMom {
     manifest: Manifest,
+    /// The signed text and its signature (none under `--nosigcheck`), for the cache.
+    text: std::sync::Arc<[u8]>,
+    signature: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A bundle manifest whose hash matched its line in a verified MoM.
@@ -73,6 +76,8 @@ pub struct VerifiedManifest {
     manifest: Manifest,
     /// The text that hashed right (the base for manifest deltas).
     text: std::sync::Arc<[u8]>,
+    /// The metadata it hashed with (mode and owner from its tar or delta).
+    meta: Meta,
 }
 
 /// A fullfile in the staging area whose content and metadata hashed to its manifest hash.
@@ -131,6 +136,7 @@ impl VerifiedManifest {
             name: name.into(),
             manifest,
             text: Vec::new().into(),
+            meta: Meta::file(0o644, 0, 0, 0),
         }
     }
 }
@@ -246,21 +252,26 @@ impl Chain {
         match &self.signatures {
             Signatures::Skip => Ok(()),
             Signatures::Verify(store) => {
-                // A signature the server does not have is a failed signature check, not a
-                // mere download problem; an unreachable server stays a connection error.
-                let sig = source.fetch(sig_rel, MAX_SIG_BYTES).map_err(|e| match e {
-                    Error::Download {
-                        url: sig_url,
-                        reason,
-                    } => Error::Signature {
-                        what: url.to_string(),
-                        reason: format!("cannot fetch its signature {sig_url}: {reason}"),
-                    },
-                    other => other,
-                })?;
+                let sig = self.fetch_signature(url, sig_rel, source)?;
                 store.verify(url, data, &sig)
             }
         }
+    }
+
+    /// The signature of `url` at `sig_rel`. One the server does not have is a failed
+    /// signature check, not a mere download problem; an unreachable server stays a
+    /// connection error.
+    fn fetch_signature(&self, url: &str, sig_rel: &str, source: &Source) -> Result<Vec<u8>> {
+        source.fetch(sig_rel, MAX_SIG_BYTES).map_err(|e| match e {
+            Error::Download {
+                url: sig_url,
+                reason,
+            } => Error::Signature {
+                what: url.to_string(),
+                reason: format!("cannot fetch its signature {sig_url}: {reason}"),
+            },
+            other => other,
+        })
     }
 
     /// Step 0: the newest version in our format, from the signed `latest` file.
@@ -319,15 +330,39 @@ impl Chain {
         let download = self.content.open(&rel, limits::MOM_DOWNLOAD)?;
         let file = archive::read_manifest_tar(download, "MoM", &url, limits::MOM_TEXT)?;
         let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
-        self.check_signature(
-            &mom_url,
-            &file.text,
-            &format!("{version}/Manifest.MoM.sig"),
-            &self.content,
-        )?;
+        let signature = match &self.signatures {
+            Signatures::Skip => None,
+            Signatures::Verify(_) => Some(self.fetch_signature(
+                &mom_url,
+                &format!("{version}/Manifest.MoM.sig"),
+                &self.content,
+            )?),
+        };
+        self.signed_mom(version, file.text, signature, (&mom_url, &url))
+    }
+
+    /// Checks a MoM text against `signature` and the version asked for. `what` names
+    /// the signed text and where it was read from, for messages. Without a signature the
+    /// check is refused unless signatures are not checked at all.
+    fn signed_mom(
+        &self,
+        version: u32,
+        text: Vec<u8>,
+        signature: Option<Vec<u8>>,
+        (signed, url): (&str, &str),
+    ) -> Result<VerifiedMom> {
+        if let Signatures::Verify(store) = &self.signatures {
+            let Some(sig) = &signature else {
+                return Err(Error::Signature {
+                    what: signed.to_string(),
+                    reason: "no signature".into(),
+                });
+            };
+            store.verify(signed, &text, sig)?;
+        }
         let manifest =
-            Manifest::parse(&file.text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
-                name: url.clone(),
+            Manifest::parse(&text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
+                name: url.to_string(),
                 source,
             })?;
         if manifest.header.version != version {
@@ -339,7 +374,11 @@ impl Chain {
                 ),
             });
         }
-        Ok(VerifiedMom { manifest })
+        Ok(VerifiedMom {
+            manifest,
+            text: text.into(),
+            signature: signature.map(Into::into),
+        })
     }
 
     /// Step 2: a bundle manifest, whose swupd hash (text plus the metadata its tar
@@ -356,7 +395,7 @@ impl Chain {
             let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
             hashed_manifest_text(download, bundle, &url, line.hash)
         })?;
-        hashed_manifest(mom, bundle, &url, text)
+        hashed_manifest(mom, bundle, &url, text.0, text.1)
     }
 
     /// Step 3: a fullfile, streamed from the server through decompression and the hash
@@ -435,6 +474,7 @@ fn hashed_manifest(
     bundle: &str,
     url: &str,
     text: Vec<u8>,
+    meta: Meta,
 ) -> Result<VerifiedManifest> {
     let line = mom
         .bundle(bundle)
@@ -457,6 +497,7 @@ fn hashed_manifest(
         name: bundle.to_string(),
         manifest,
         text: text.into(),
+        meta,
     })
 }
 
@@ -470,7 +511,7 @@ fn hashed_manifest_text(
     bundle: &str,
     url: &str,
     expected: Hash,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, Meta)> {
     let spool_dir = std::env::temp_dir();
     let mut spool = tempfile::tempfile().map_err(|e| Error::io(&spool_dir, e))?;
     let (meta, actual) = archive::with_manifest_entry(
@@ -510,7 +551,7 @@ fn hashed_manifest_text(
         .seek(std::io::SeekFrom::Start(0))
         .and_then(|_| spool.read_to_end(&mut text))
         .map_err(|e| Error::io(&spool_dir, e))?;
-    Ok(text)
+    Ok((text, meta))
 }
 
 /// A staged file left by an earlier, interrupted run is used only if it still hashes right.
@@ -567,6 +608,7 @@ fn write_staged(
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(StageError::Write)?;
             }
+            crate::fsutil::start_writeback(&out);
             drop(out);
             set_owner_mode(tmp, meta).map_err(StageError::Write)?;
         }

@@ -13,7 +13,7 @@ use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::slots::Slots;
 use crate::source::{Source, SourceConfig};
-use crate::state::{JournalRecord, Lock, StateDir};
+use crate::state::{JournalRecord, Lock, ManifestCache, StateDir};
 use crate::{fsutil, version, Error, Result};
 
 mod bundles;
@@ -29,7 +29,6 @@ pub use tracking::Tracking;
 mod journal;
 pub use journal::Pending;
 mod manifests;
-pub use manifests::MANIFEST_CACHE;
 mod packs;
 
 /// Where swupd-compatible roots list their installed bundles.
@@ -156,6 +155,10 @@ pub struct Client<'o> {
     observer: &'o dyn Observer,
     /// Manifest texts verified in this run, the bases for manifest deltas.
     manifest_texts: manifests::ManifestTexts,
+    /// Verified MoMs and manifests kept between runs (checked again on every read).
+    cache: ManifestCache,
+    /// What this run downloaded for the cache.
+    downloaded: manifests::Downloaded,
 }
 
 impl<'o> Client<'o> {
@@ -208,6 +211,7 @@ impl<'o> Client<'o> {
             true => state.keeping_staged(),
             false => state,
         };
+        let cache = state.manifest_cache(access != Access::Read);
         Ok(Client {
             settings,
             root,
@@ -215,6 +219,8 @@ impl<'o> Client<'o> {
             chain,
             observer,
             manifest_texts: Default::default(),
+            cache,
+            downloaded: Default::default(),
         })
     }
 
@@ -269,7 +275,7 @@ impl<'o> Client<'o> {
 
     /// The MoM of `version`, verified, and checked against rollback and freeze rules.
     pub fn verified_mom(&self, version: u32) -> Result<VerifiedMom> {
-        let mom = self.chain.mom(version)?;
+        let mom = self.mom(version)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -314,7 +320,7 @@ impl<'o> Client<'o> {
     fn installed_state(&self, version: Option<u32>, bundles: &[String]) -> Result<Installed> {
         let files = match version {
             Some(v) => {
-                let mom = self.chain.mom(v)?;
+                let mom = self.mom(v)?;
                 // A marker file for a bundle this release never had (a stray file) names
                 // nothing to plan from; it must not block the update.
                 let known: Vec<String> = bundles
@@ -635,11 +641,14 @@ impl<'o> Client<'o> {
             refuse_special_modes(&txn.needed(), &staged)?;
         }
         if download_only {
+            self.update_manifest_cache(&[old.version, Some(mom.version())]);
             return Ok(None);
         }
         self.ensure_install_space(&txn, &staged, &staging)?;
         self.install_images(&old.files, &new_set, mom, bound)?;
-        Ok(Some(txn.apply(&staged)?))
+        let applied = txn.apply(&staged)?;
+        self.update_manifest_cache(&[Some(mom.version())]);
+        Ok(Some(applied))
     }
 
     /// Checks the root has room for what the transaction copies rather than hard-links.

@@ -1,5 +1,5 @@
-//! The state directory: the one-client lock, the staging area, the update journal and the
-//! high-water mark.
+//! The state directory: the one-client lock, the staging area, the update journal, the
+//! high-water mark and the manifest cache.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::IoContext;
 use crate::version::HighWaterMark;
 use crate::{Error, Result};
+
+mod manifest_cache;
+pub use manifest_cache::{ManifestCache, MANIFEST_CACHE};
 
 /// The state directory of one target root.
 #[derive(Debug, Clone)]

@@ -17,10 +17,32 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Every path under `dir` with its size, sorted.
+fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut all: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().to_path_buf(), e.metadata().unwrap().len())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// How many files are under `dir` (0 when it does not exist).
+fn files_under(dir: &Path) -> usize {
+    match dir.exists() {
+        true => listing(dir).iter().filter(|(p, _)| p.is_file()).count(),
+        false => 0,
+    }
+}
+
 #[test]
 fn bundle_info_reports_status_versions_dependencies_and_files() {
     let w = World::new();
     w.install_sample();
+    let state_before = listing(&w.state);
 
     let out = ok(w.chainup(&["bundle-info", "devtools", "--dependencies", "--files"]));
     let s = stdout(&out);
@@ -83,8 +105,8 @@ fn bundle_info_reports_status_versions_dependencies_and_files() {
     assert_eq!(info["direct"][0]["name"], "os-core");
     assert_eq!(info["direct"][0]["installed"], true);
 
-    // A reading command: nothing in the state directory is made for it.
-    assert!(!w.state.join("manifests").exists());
+    // A reading command: nothing in the state directory is made or changed for it.
+    assert_eq!(listing(&w.state), state_before);
 }
 
 #[test]
@@ -154,7 +176,7 @@ fn search_file_finds_a_file_in_a_bundle_that_is_not_installed() {
 
     // The manifests are cached in the state directory: a server that lost them does
     // not matter to the next search.
-    let cached = w.state.join("manifests/10/Manifest.devtools.tar");
+    let cached = w.state.join("manifests/10/Manifest.devtools");
     assert!(cached.is_file());
     std::fs::rename(
         w.web("10/Manifest.devtools.tar"),
@@ -184,7 +206,7 @@ fn search_file_finds_a_file_in_a_bundle_that_is_not_installed() {
     // --init fetches everything and searches nothing.
     std::fs::remove_dir_all(w.state.join("manifests")).unwrap();
     ok(w.chainup(&["search-file", "--init"]));
-    assert!(w.state.join("manifests/10/Manifest.editors.tar").is_file());
+    assert!(w.state.join("manifests/10/Manifest.editors").is_file());
 }
 
 #[test]
@@ -199,24 +221,32 @@ fn clean_removes_caches_and_keeps_what_an_interrupted_update_needs() {
     let staged = w.state.join("staged");
     let staged_files = std::fs::read_dir(&staged).unwrap().count();
     assert!(staged_files > 0);
+    // The downloaded release's MoM and changed manifest are cached too; without --all,
+    // clean keeps only the installed release's.
+    let newer = files_under(&w.state.join("manifests/20"));
+    assert!(newer > 0);
+    let kept = files_under(&w.state.join("manifests/10"));
 
     let out = ok(w.chainup(&["clean", "--dry-run"]));
     let s = stdout(&out);
     assert!(
-        s.contains(&format!("Would remove {staged_files} files")),
+        s.contains(&format!("Would remove {} files", staged_files + newer)),
         "{s}"
     );
     assert!(s.contains(staged.to_str().unwrap()), "{s}");
     assert!(staged.is_dir(), "a dry run removes nothing");
 
     let s = stdout(&ok(w.chainup(&["clean"])));
-    assert!(s.contains(&format!("{staged_files} files removed")), "{s}");
+    assert!(
+        s.contains(&format!("{} files removed", staged_files + newer)),
+        "{s}"
+    );
     assert!(!staged.exists());
     // The installed release's manifests stay for the next search; --all takes them.
-    assert!(w.state.join("manifests/10/Manifest.os-core.tar").is_file());
+    assert!(w.state.join("manifests/10/Manifest.os-core").is_file());
     assert!(w.state.join("version-high-water-mark").exists());
     let s = stdout(&ok(w.chainup(&["clean", "--all"])));
-    assert!(s.contains("3 files removed"), "{s}");
+    assert!(s.contains(&format!("{kept} files removed")), "{s}");
     assert!(!w.state.join("manifests").exists());
 
     // An update killed after it wrote its journal: its staging area is kept.

@@ -104,7 +104,8 @@ impl Chain {
         out.rewind()
             .and_then(|_| out.read_to_end(&mut text))
             .map_err(local)?;
-        hashed_manifest(mom, bundle, &url, text).map_err(|e| unusable(e.to_string()))
+        let meta = Meta::file(header.mode, header.uid, header.gid, header.new_size);
+        hashed_manifest(mom, bundle, &url, text, meta).map_err(|e| unusable(e.to_string()))
     }
 }
 

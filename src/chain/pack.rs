@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use super::{
     remove_any, reuse_staged, set_owner_mode, write_staged, Chain, StageError, StagedFile,
@@ -185,88 +187,187 @@ impl Chain {
         );
         let mut tar = tar::Archive::new(plain);
         let mut names: HashSet<Vec<u8>> = HashSet::new();
-        for item in tar.entries().map_err(abandon)? {
-            let mut item = item.map_err(abandon)?;
-            let raw = item.path_bytes().into_owned();
-            let name = String::from_utf8_lossy(&raw).into_owned();
-            if !names.insert(raw) {
-                return Err(Broken::Refused(format!("two members are named {name:?}")));
+        // Deltas are applied on the other workers while this one reads on: hashing the
+        // installed source and the result is most of an update's work. At most `limit`
+        // wait at once (each holds its spooled member open); past that, this worker
+        // applies the next one itself.
+        let applied = Mutex::new(Applied::default());
+        let in_flight = AtomicUsize::new(0);
+        let limit = 2 * rayon::current_num_threads();
+        let work = |delta: Spooled| {
+            let result = delta.apply(from_file, dir);
+            lock(&applied).add(result, delta.entry, delta.size);
+        };
+        let read = rayon::in_place_scope(|scope| -> Result<(), Broken> {
+            for item in tar.entries().map_err(abandon)? {
+                let mut item = item.map_err(abandon)?;
+                let raw = item.path_bytes().into_owned();
+                let name = String::from_utf8_lossy(&raw).into_owned();
+                if !names.insert(raw) {
+                    return Err(Broken::Refused(format!("two members are named {name:?}")));
+                }
+                let etype = item.header().entry_type();
+                let size = item.size();
+                let refuse = |why: &str| Broken::Refused(format!("member {name:?}: {why}"));
+                match (classify(&name), etype) {
+                    (_, tar::EntryType::Link) => return Err(refuse("a hard link")),
+                    (Some(Member::Top), tar::EntryType::Directory) => {}
+                    (
+                        Some(Member::Staged(_)),
+                        tar::EntryType::Directory | tar::EntryType::Symlink,
+                    ) => {
+                        // Directories and symlinks (mixer packs them) are tiny; they come as
+                        // fullfiles, and nothing in a pack is ever followed.
+                    }
+                    (Some(Member::Staged(hash)), tar::EntryType::Regular) => {
+                        if size > bound {
+                            return Err(refuse("larger than any file of the release"));
+                        }
+                        let Some(entry) = job.wanted.get(&hash).filter(|_| !done.contains(&hash))
+                        else {
+                            continue;
+                        };
+                        let (meta, _) =
+                            archive::entry_meta(&item).map_err(|e| refuse(&e.to_string()))?;
+                        match stage_member(&mut item, entry, &meta, dir) {
+                            Ok(Some(s)) => {
+                                done.insert(hash);
+                                out.staged.push(s);
+                                crate::failpoint::point("stage::member").map_err(Broken::Fatal)?;
+                            }
+                            Ok(None) => out.notes.push(format!(
+                                "{} in the pack does not match its hash; fetching its fullfile",
+                                entry.path
+                            )),
+                            Err(StageError::Read(e)) => return Err(abandon(e)),
+                            Err(StageError::Write(e)) => {
+                                return Err(Broken::Fatal(Error::io(dir, e)))
+                            }
+                        }
+                    }
+                    (Some(Member::Delta { from, to }), tar::EntryType::Regular) => {
+                        if size > limits::DELTA_FILE {
+                            return Err(refuse("a delta over the cap"));
+                        }
+                        let Some(entry) = job.wanted.get(&to).filter(|_| !done.contains(&to))
+                        else {
+                            continue;
+                        };
+                        // Claimed now: a second delta to the same file is not tried, and if
+                        // this one fails the file comes as a fullfile.
+                        done.insert(to);
+                        let delta = Spooled {
+                            file: spool_member(&mut item, size, entry, dir)?,
+                            size,
+                            from,
+                            entry,
+                        };
+                        if in_flight.load(Ordering::SeqCst) < limit {
+                            in_flight.fetch_add(1, Ordering::SeqCst);
+                            let (work, in_flight) = (&work, &in_flight);
+                            scope.spawn(move |_| {
+                                work(delta);
+                                in_flight.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        } else {
+                            work(delta);
+                        }
+                    }
+                    (Some(_), _) => {
+                        return Err(refuse(&format!("a {etype:?} where a regular file belongs")))
+                    }
+                    (None, _) => return Err(refuse("not a delta/ or staged/ member")),
+                }
             }
-            let etype = item.header().entry_type();
-            let size = item.size();
-            let refuse = |why: &str| Broken::Refused(format!("member {name:?}: {why}"));
-            match (classify(&name), etype) {
-                (_, tar::EntryType::Link) => return Err(refuse("a hard link")),
-                (Some(Member::Top), tar::EntryType::Directory) => {}
-                (Some(Member::Staged(_)), tar::EntryType::Directory | tar::EntryType::Symlink) => {
-                    // Directories and symlinks (mixer packs them) are tiny; they come as
-                    // fullfiles, and nothing in a pack is ever followed.
-                }
-                (Some(Member::Staged(hash)), tar::EntryType::Regular) => {
-                    if size > bound {
-                        return Err(refuse("larger than any file of the release"));
-                    }
-                    let Some(entry) = job.wanted.get(&hash).filter(|_| !done.contains(&hash))
-                    else {
-                        continue;
-                    };
-                    let (meta, _) =
-                        archive::entry_meta(&item).map_err(|e| refuse(&e.to_string()))?;
-                    match stage_member(&mut item, entry, &meta, dir) {
-                        Ok(Some(s)) => {
-                            done.insert(hash);
-                            out.staged.push(s);
-                            crate::failpoint::point("stage::member").map_err(Broken::Fatal)?;
-                        }
-                        Ok(None) => out.notes.push(format!(
-                            "{} in the pack does not match its hash; fetching its fullfile",
-                            entry.path
-                        )),
-                        Err(StageError::Read(e)) => return Err(abandon(e)),
-                        Err(StageError::Write(e)) => return Err(Broken::Fatal(Error::io(dir, e))),
-                    }
-                }
-                (Some(Member::Delta { from, to }), tar::EntryType::Regular) => {
-                    if size > limits::DELTA_FILE {
-                        return Err(refuse("a delta over the cap"));
-                    }
-                    let Some(entry) = job.wanted.get(&to).filter(|_| !done.contains(&to)) else {
-                        continue;
-                    };
-                    let Some(old) = from_file(from) else {
-                        out.notes.push(format!(
-                            "no installed file matches the delta's source for {} (changed locally or missing); fetching its fullfile",
-                            entry.path
-                        ));
-                        continue;
-                    };
-                    match apply_member(&mut item, size, &old, entry, dir) {
-                        Ok(Ok(s)) => {
-                            done.insert(to);
-                            out.deltas += 1;
-                            out.delta_bytes += size;
-                            out.staged.push(s);
-                            crate::failpoint::point("stage::member").map_err(Broken::Fatal)?;
-                        }
-                        Ok(Err(DeltaError::OverCap { what, size, cap })) => {
-                            return Err(refuse(&format!(
-                                "a delta header claims {what} of {size} bytes, over the cap of {cap}"
-                            )))
-                        }
-                        Ok(Err(e)) => out.notes.push(format!(
-                            "the delta for {} cannot be used ({e}); fetching its fullfile",
-                            entry.path
-                        )),
-                        Err(b) => return Err(b),
-                    }
-                }
-                (Some(_), _) => {
-                    return Err(refuse(&format!("a {etype:?} where a regular file belongs")))
-                }
-                (None, _) => return Err(refuse("not a delta/ or staged/ member")),
+            Ok(())
+        });
+        let applied = applied.into_inner().unwrap_or_else(|e| e.into_inner());
+        done.retain(|h| !applied.failed.contains(h));
+        out.deltas += applied.staged.len() as u64;
+        out.delta_bytes += applied.bytes;
+        out.staged.extend(applied.staged);
+        out.notes.extend(applied.notes);
+        // A refusal or a local error found while applying stops the pack like one found
+        // while reading; the first found is reported.
+        match (read, applied.broken) {
+            (Err(b), _) | (Ok(()), Some(b)) => Err(b),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+}
+
+/// What the delta workers of one pack produced.
+#[derive(Default)]
+struct Applied {
+    staged: Vec<StagedFile>,
+    bytes: u64,
+    notes: Vec<String>,
+    /// Hashes whose delta did not give the file.
+    failed: HashSet<Hash>,
+    broken: Option<Broken>,
+}
+
+impl Applied {
+    fn add(
+        &mut self,
+        result: Result<Result<StagedFile, String>, Broken>,
+        entry: &Entry,
+        size: u64,
+    ) {
+        match result {
+            Ok(Ok(s)) => {
+                self.bytes += size;
+                self.staged.push(s);
+            }
+            Ok(Err(note)) => {
+                self.failed.insert(entry.hash);
+                self.notes.push(note);
+            }
+            Err(b) => {
+                self.failed.insert(entry.hash);
+                self.broken.get_or_insert(b);
             }
         }
-        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A delta member copied out of the pack stream, waiting to be applied.
+struct Spooled<'e> {
+    file: File,
+    size: u64,
+    from: Hash,
+    entry: &'e Entry,
+}
+
+impl Spooled<'_> {
+    /// Applies the delta to the installed file whose content has its from-hash. The
+    /// inner error (a note) drops this delta only; the outer one stops the pack.
+    fn apply(&self, from_file: FromFile, dir: &Path) -> Result<Result<StagedFile, String>, Broken> {
+        let entry = self.entry;
+        let Some(old) = from_file(self.from) else {
+            return Ok(Err(format!(
+                "no installed file matches the delta's source for {} (changed locally or missing); fetching its fullfile",
+                entry.path
+            )));
+        };
+        match apply_member(&self.file, self.size, &old, entry, dir)? {
+            Ok(s) => {
+                crate::failpoint::point("stage::member").map_err(Broken::Fatal)?;
+                Ok(Ok(s))
+            }
+            Err(DeltaError::OverCap { what, size, cap }) => Err(Broken::Refused(format!(
+                "member for {}: a delta header claims {what} of {size} bytes, over the cap of {cap}",
+                entry.path
+            ))),
+            Err(e) => Ok(Err(format!(
+                "the delta for {} cannot be used ({e}); fetching its fullfile",
+                entry.path
+            ))),
+        }
     }
 }
 
@@ -321,23 +422,16 @@ fn finish(
         .map_err(|e| StageError::Write(std::io::Error::other(e.to_string())))
 }
 
-/// Spools a delta member to a temporary file, applies it to `old` through the hash, and
-/// stages the result if it hashed to the manifest's hash. The outer error stops the pack;
-/// the inner one drops this delta only (or, over a cap, refuses the pack).
-fn apply_member(
+/// Copies a delta member into an unnamed file in the staging area (the pack stream
+/// cannot wait while it is applied).
+fn spool_member(
     item: &mut impl Read,
     size: u64,
-    old: &File,
     entry: &Entry,
     dir: &Path,
-) -> Result<Result<StagedFile, DeltaError>, Broken> {
+) -> Result<File, Broken> {
     let hex = entry.hash.to_hex();
     let spool_path = dir.join(format!(".delta.{hex}.{}", std::process::id()));
-    let tmp = dir.join(format!(".partial.{hex}.{}.delta", std::process::id()));
-    let cleanup = || {
-        let _ = remove_any(&spool_path);
-        let _ = remove_any(&tmp);
-    };
     let write_err = |e: std::io::Error| Broken::Fatal(Error::io(dir, e));
     let mut spool = File::options()
         .read(true)
@@ -349,10 +443,28 @@ fn apply_member(
     let copied = std::io::copy(&mut item.take(size), &mut spool);
     let _ = remove_any(&spool_path);
     match copied {
-        Ok(n) if n == size => {}
-        Ok(_) => return Err(Broken::Abandoned("a delta member ends early".into())),
-        Err(e) => return Err(Broken::Abandoned(e.to_string())),
+        Ok(n) if n == size => Ok(spool),
+        Ok(_) => Err(Broken::Abandoned("a delta member ends early".into())),
+        Err(e) => Err(Broken::Abandoned(e.to_string())),
     }
+}
+
+/// Applies a spooled delta to `old` through the hash, and stages the result if it hashed
+/// to the manifest's hash. The outer error stops the pack; the inner one drops this delta
+/// only (or, over a cap, refuses the pack).
+fn apply_member(
+    spool: &File,
+    size: u64,
+    old: &File,
+    entry: &Entry,
+    dir: &Path,
+) -> Result<Result<StagedFile, DeltaError>, Broken> {
+    let hex = entry.hash.to_hex();
+    let tmp = dir.join(format!(".partial.{hex}.{}.delta", std::process::id()));
+    let cleanup = || {
+        let _ = remove_any(&tmp);
+    };
+    let write_err = |e: std::io::Error| Broken::Fatal(Error::io(dir, e));
     let mut head = vec![0u8; bsdiff::V20_LEN.min(size as usize)];
     use std::os::unix::fs::FileExt;
     spool.read_exact_at(&mut head, 0).map_err(write_err)?;
@@ -374,8 +486,9 @@ fn apply_member(
             out: std::io::BufWriter::with_capacity(256 * 1024, file),
             hasher: Hasher::new(&meta, &[]),
         };
-        bsdiff::apply(&header, &spool, old, &mut w)?;
+        bsdiff::apply(&header, spool, old, &mut w)?;
         w.out.flush()?;
+        crate::fsutil::start_writeback(w.out.get_ref());
         set_owner_mode(&tmp, &meta)?;
         Ok(w.hasher.finish())
     })();

@@ -117,7 +117,10 @@ impl Client<'_> {
     pub fn fetch_all_manifests(&self, version: u32) -> Result<usize> {
         let mom = self.verified_mom(version)?;
         let all: Vec<String> = mom.bundles().map(|e| e.path.clone()).collect();
-        Ok(self.resolve(&mom, &all, false)?.len())
+        let n = self.resolve(&mom, &all, false)?.len();
+        // Kept for search-file, which then reads them from the state directory.
+        self.keep_manifests(version);
+        Ok(n)
     }
 
     /// `bundle-list` with swupd's options.

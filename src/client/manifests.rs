@@ -1,23 +1,23 @@
-//! Step 2 for `resolve`: a bundle manifest by its delta from a text of the same bundle
-//! this run already verified (an update verifies the installed release's manifests first),
-//! and by its tar when there is no such text, no delta, or an unusable one.
+//! Steps 1 and 2 for `resolve`: a MoM from the manifest cache when its signature still
+//! verifies, else downloaded; a bundle manifest from the cache when it still hashes to the
+//! MoM's line, else by its delta from a text of the same bundle this run already verified
+//! (an update verifies the installed release's manifests first), and by its tar when
+//! there is no such text, no delta, or an unusable one. What is downloaded is written to
+//! the cache only once the change it serves is done (or downloaded, with `--download`):
+//! a refused release leaves the state directory as it was.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use super::Client;
 use crate::chain::{DeltaMiss, ManifestText, VerifiedManifest, VerifiedMom};
+use crate::hash::Meta;
 use crate::progress::Event;
-use crate::Result;
+use crate::{Error, Result};
 
-/// Verified manifest texts of this run, by bundle and version, and the manifest cache
-/// in force, if a command asked for one.
+/// Verified manifest texts of this run, by bundle and version.
 #[derive(Default)]
-pub(super) struct ManifestTexts(
-    Mutex<BTreeMap<(String, u32), ManifestText>>,
-    OnceLock<PathBuf>,
-);
+pub(super) struct ManifestTexts(Mutex<BTreeMap<(String, u32), ManifestText>>);
 
 impl ManifestTexts {
     /// The newest text of `bundle` older than `version`.
@@ -36,42 +36,143 @@ impl ManifestTexts {
     }
 }
 
+/// A downloaded MoM: version, text and signature.
+type MomFiles = (u32, Vec<u8>, Vec<u8>);
+/// A downloaded manifest: bundle, version, text and the metadata it hashed with.
+type ManifestFile = (String, u32, Vec<u8>, Meta);
+
+/// MoMs and manifests downloaded in this run, to be cached once the change is done.
+#[derive(Default)]
+pub(super) struct Downloaded {
+    moms: Mutex<Vec<MomFiles>>,
+    manifests: Mutex<Vec<ManifestFile>>,
+}
+
 impl Client<'_> {
-    /// The verified manifest of `bundle` in `mom` (by delta, from the cache, or whole).
+    /// The MoM of `version`, signature and version checked, from the cache or the server.
+    pub(super) fn mom(&self, version: u32) -> Result<VerifiedMom> {
+        // Without signature checks a cached MoM cannot be told from a planted one.
+        if !self.settings.nosigcheck {
+            if let Some((text, sig)) = self.cache.mom(version) {
+                let path = self.cache.mom_path(version);
+                match self.chain.cached_mom(version, text, sig, &path) {
+                    Ok(mom) => return Ok(mom),
+                    Err(e) => self.distrust(&path, &e),
+                }
+            }
+        }
+        let mom = self.chain.mom(version)?;
+        if let (text, Some(sig)) = mom.signed_text() {
+            let mut moms = self
+                .downloaded
+                .moms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            moms.push((version, text.to_vec(), sig.to_vec()));
+        }
+        Ok(mom)
+    }
+
+    /// The verified manifest of `bundle` in `mom`: from the cache, by delta, or whole.
     pub fn manifest(&self, mom: &VerifiedMom, bundle: &str) -> Result<VerifiedManifest> {
+        let m = match self.cached_manifest(mom, bundle) {
+            Some(m) => m,
+            None => {
+                let m = self.download_manifest(mom, bundle)?;
+                let (text, meta) = m.hashed_text();
+                let version = m.manifest().header.version;
+                let mut manifests = self
+                    .downloaded
+                    .manifests
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                manifests.push((bundle.to_string(), version, text.to_vec(), *meta));
+                m
+            }
+        };
+        self.manifest_texts.remember(&m);
+        Ok(m)
+    }
+
+    /// The cached manifest of `bundle` at the version `mom` lists, if it hashes right.
+    fn cached_manifest(&self, mom: &VerifiedMom, bundle: &str) -> Option<VerifiedManifest> {
+        let version = mom.bundle(bundle)?.version;
+        let cached = self.cache.manifest(bundle, version)?;
+        let path = self.cache.manifest_path(bundle, version);
+        match self.chain.cached_manifest(mom, bundle, cached, &path) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.distrust(&path, &e);
+                None
+            }
+        }
+    }
+
+    /// Says that a cache entry failed its check and removes it; it is downloaded instead.
+    fn distrust(&self, path: &std::path::Path, e: &Error) {
+        self.observer.event(Event::Warning(format!(
+            "the cached {} does not verify ({e}); downloading it",
+            path.display()
+        )));
+        self.cache.forget(path);
+    }
+
+    fn download_manifest(&self, mom: &VerifiedMom, bundle: &str) -> Result<VerifiedManifest> {
         let base = mom
             .bundle(bundle)
             .and_then(|line| self.manifest_texts.base(bundle, line.version));
         if let Some(base) = base {
             match self.chain.manifest_by_delta(mom, bundle, &base) {
-                Ok(m) => {
-                    self.manifest_texts.remember(&m);
-                    return Ok(m);
-                }
+                Ok(m) => return Ok(m),
                 Err(DeltaMiss::Absent) => {}
                 Err(DeltaMiss::Unusable(why)) => self.observer.event(Event::Warning(format!(
                     "the manifest delta cannot be used ({why}); fetching the manifest"
                 ))),
             }
         }
-        let m = match self.manifest_texts.1.get() {
-            Some(dir) => self.chain.manifest_cached(mom, bundle, dir)?,
-            None => self.chain.manifest(mom, bundle)?,
-        };
-        self.manifest_texts.remember(&m);
-        Ok(m)
+        self.chain.manifest(mom, bundle)
     }
 
-    /// From now on, manifests are kept in (and read from) the state directory's
-    /// manifest cache, `<statedir>/manifests` (search-file, bundle-info). Every cached
-    /// manifest is still hashed against the verified MoM when it is read.
-    pub fn cache_manifests(&self) {
-        let _ = self
-            .manifest_texts
-            .1
-            .set(self.state().path().join(MANIFEST_CACHE));
+    /// Caches what this run downloaded, then drops the entries no longer needed: every
+    /// MoM but those of `versions` (the root's release and the one being downloaded), and
+    /// the manifests those MoMs do not name. The cache only saves downloads, so a failure
+    /// here is only logged.
+    pub(super) fn update_manifest_cache(&self, versions: &[Option<u32>]) {
+        let moms = std::mem::take(
+            &mut *self
+                .downloaded
+                .moms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let manifests = std::mem::take(
+            &mut *self
+                .downloaded
+                .manifests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let versions: Vec<u32> = versions.iter().flatten().copied().collect();
+        let stored = moms
+            .iter()
+            .filter(|(v, _, _)| versions.contains(v))
+            .try_for_each(|(v, text, sig)| self.cache.store_mom(*v, text, sig))
+            .and_then(|()| {
+                manifests.iter().try_for_each(|(bundle, v, text, meta)| {
+                    self.cache.store_manifest(bundle, *v, text, meta)
+                })
+            })
+            .and_then(|()| self.cache.prune(&versions));
+        if let Err(e) = stored {
+            log::warn!("cannot update the manifest cache: {e}");
+        }
+    }
+
+    /// Keeps the MoMs and manifests this run downloaded in the manifest cache, with the
+    /// root's release and `version` (search-file, which reads a whole release); every entry
+    /// is checked again when it is read.
+    pub fn keep_manifests(&self, version: u32) {
+        let installed = self.current_version().ok();
+        self.update_manifest_cache(&[installed, Some(version)]);
     }
 }
-
-/// The manifest cache's directory in the state directory.
-pub const MANIFEST_CACHE: &str = "manifests";

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::client::MANIFEST_CACHE;
 use crate::error::IoContext;
 use crate::state::StateDir;
+use crate::state::MANIFEST_CACHE;
 use crate::Result;
 
 /// The staging area's directory in a state directory.
@@ -82,10 +82,7 @@ fn clean_manifests(
             continue;
         }
         for name in sorted_names(&dir)? {
-            if let Some(bundle) = name
-                .strip_prefix("Manifest.")
-                .and_then(|n| n.strip_suffix(".tar"))
-            {
+            if let Some(bundle) = name.strip_prefix("Manifest.") {
                 let best = keep.entry(bundle.to_string()).or_insert(v);
                 *best = (*best).max(v);
             }
@@ -93,9 +90,7 @@ fn clean_manifests(
     }
     for (v, dir) in version_dirs(cache)? {
         for name in sorted_names(&dir)? {
-            let bundle = name
-                .strip_prefix("Manifest.")
-                .and_then(|n| n.strip_suffix(".tar"));
+            let bundle = name.strip_prefix("Manifest.");
             if bundle.is_some_and(|b| keep.get(b) == Some(&v)) {
                 continue;
             }

@@ -76,7 +76,6 @@ pub fn load_all(
         None => client.current_version()?,
     };
     let mom = client.verified_mom(version)?;
-    client.cache_manifests();
     let names: Vec<String> = mom.bundles().map(|e| e.path.clone()).collect();
     // As many at a time as downloads may run (-W): a release has hundreds of bundles.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -102,6 +101,8 @@ pub fn load_all(
             }
         }
     }
+    // The next search reads them from the state directory (each checked again).
+    client.keep_manifests(mom.version());
     Ok((mom, manifests, failed))
 }
 
