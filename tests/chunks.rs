@@ -441,6 +441,12 @@ fn a_tampered_index_is_refused_and_a_later_release_still_works() {
 
 #[test]
 fn the_seed_index_comes_from_the_cache_and_the_new_one_as_a_delta() {
+    if fixture::skip_unless_root(
+        "the_seed_index_comes_from_the_cache_and_the_new_one_as_a_delta",
+        IMAGE_BUNDLE_OWNER,
+    ) {
+        return;
+    }
     let t = Chunked::new(None);
     let (_, h10, v10) = t.w.entry(10, "core-image", "/core.index");
     let (_, h20, v20) = t.w.entry(20, "core-image", "/core.index");
