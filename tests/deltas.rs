@@ -256,6 +256,33 @@ fn hostile_packs_are_refused_and_the_next_release_installs() {
     assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 30, &["os-core"]));
 }
 
+/// Tar appends repeat directory members (swupd's own test generator writes packs so): a
+/// directory is skipped whatever it says, so the pack is read, not refused.
+#[test]
+fn a_pack_repeating_a_directory_member_is_read() {
+    if fixture::skip_unless_root(
+        "a_pack_repeating_a_directory_member_is_read",
+        "the pack's staged/ directory is owned by root",
+    ) {
+        return;
+    }
+    let w = World::on_tmpfs();
+    releases(&w, 20, 4096, 4);
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    let pack = w.web("20/pack-os-core-from-10.tar");
+    let good = pack_members(&pack);
+    let (dirs, rest) = good.split_at(2);
+    assert!(dirs.iter().all(|m| m.0.entry_type().is_dir()));
+    let mut members = dirs.to_vec();
+    members.extend(dirs.iter().cloned());
+    members.extend(rest.iter().cloned());
+    write_pack(&pack, &members);
+    let out = ok(w.chainup(&["update"]));
+    assert!(text(&out).contains("files from deltas"), "{}", text(&out));
+    assert!(!text(&out).contains("pack refused"), "{}", text(&out));
+    assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 20, &["os-core"]));
+}
+
 /// A delta claiming a 100 GB result: the v2.0 header with the new size set.
 fn huge100gb(delta: &[u8]) -> Vec<u8> {
     let h = chainup::bsdiff::Header::parse(delta, delta.len() as u64).unwrap();
