@@ -177,6 +177,42 @@ fn a_state_root_is_never_replaced() {
     );
 }
 
+/// A directory the change deletes that still holds what nobody published is renamed to
+/// `.deleted.<version>.<name>` beside itself (swupd's `.deleted.<time>.<name>`), with that
+/// content, and named: the data stays, the path is free.
+#[test]
+fn a_deleted_directory_with_local_files_is_set_aside_beside_itself() {
+    let w = World::on_tmpfs();
+    w.sample(10);
+    w.file(10, "devtools", "/usr/lib/gcc/plugin.so", b"plugin\n", 0o644);
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10", "-B", "devtools"]));
+    std::fs::write(w.root.join("usr/lib/gcc/local.conf"), b"mine\n").unwrap();
+
+    let out = ok(w.chainup(&["bundle-remove", "devtools"]));
+    let t = text(&out);
+    assert!(
+        t.contains("/usr/lib/gcc holds files no manifest lists; moved to /usr/lib/.deleted.10.gcc"),
+        "{t}"
+    );
+    assert!(!w.root.join("usr/lib/gcc").exists());
+    let aside = w.root.join("usr/lib/.deleted.10.gcc");
+    assert_eq!(std::fs::read(aside.join("local.conf")).unwrap(), b"mine\n");
+    assert!(
+        !aside.join("plugin.so").exists(),
+        "the tracked file is deleted"
+    );
+
+    // Again: the name is taken, the next one is used.
+    ok(w.chainup(&["bundle-add", "devtools"]));
+    std::fs::write(w.root.join("usr/lib/gcc/local.conf"), b"again\n").unwrap();
+    ok(w.chainup(&["bundle-remove", "devtools"]));
+    assert_eq!(
+        std::fs::read(w.root.join("usr/lib/.deleted.10.1.gcc/local.conf")).unwrap(),
+        b"again\n"
+    );
+}
+
 #[test]
 fn a_directory_replaced_by_a_file_is_moved_aside_with_what_nobody_published() {
     let w = World::on_tmpfs();

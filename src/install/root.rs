@@ -471,12 +471,36 @@ impl TargetRoot {
     /// Renames the directory at `path` to a free name beside it (`<name>.chainup-saved-<tag>`,
     /// then `.1`, `.2`...), for when it cannot move to another directory; returns the name.
     pub(in crate::install) fn save_beside(&self, path: &RootPath, tag: &str) -> Result<RootPath> {
+        self.rename_beside(path, |name, n| match n {
+            0 => format!("{name}.chainup-saved-{tag}"),
+            n => format!("{name}.chainup-saved-{tag}.{n}"),
+        })
+    }
+
+    /// Renames the directory a release deletes but that still holds entries no manifest
+    /// lists to `.deleted.<tag>.<name>` beside itself, as swupd does
+    /// (`.deleted.<time>.<name>`): the data stays, out of the way of later releases.
+    pub(in crate::install) fn set_deleted_aside(
+        &self,
+        path: &RootPath,
+        tag: &str,
+    ) -> Result<RootPath> {
+        self.rename_beside(path, |name, n| match n {
+            0 => format!(".deleted.{tag}.{name}"),
+            n => format!(".deleted.{tag}.{n}.{name}"),
+        })
+    }
+
+    /// Renames `path` within its directory to the first free name `name_for(name, n)`
+    /// gives for n = 0, 1, ...
+    fn rename_beside(
+        &self,
+        path: &RootPath,
+        name_for: impl Fn(&str, u32) -> String,
+    ) -> Result<RootPath> {
         let parent = self.require_parent(path)?;
         for n in 0..1000 {
-            let name = match n {
-                0 => format!("{}.chainup-saved-{tag}", parent.name),
-                n => format!("{}.chainup-saved-{tag}.{n}", parent.name),
-            };
+            let name = name_for(parent.name, n);
             match fstatat(
                 parent.fd.as_fd(),
                 name.as_str(),

@@ -28,10 +28,8 @@ pub struct Applied {
     pub dirs: usize,
     pub files: usize,
     pub deleted: usize,
-    /// Directories the release removes that still hold untracked files, left in place.
-    pub left_behind: Vec<String>,
-    /// Directories replaced by a file or symlink that held entries no manifest lists:
-    /// (where they were, where they are now).
+    /// Directories replaced by a file or symlink, or deleted, that held entries no
+    /// manifest lists: (where they were, where they are now).
     pub moved_aside: Vec<(String, String)>,
     /// What the changed paths call for once the change is in (ldconfig, systemd, ...).
     pub changed: crate::post_update::Triggers,
@@ -301,10 +299,13 @@ impl<'a> Transaction<'a> {
             applied.deleted += 1;
             applied.changed.note(path);
         } else {
+            let to = self
+                .root
+                .set_deleted_aside(path, &self.record.to.to_string())?;
             self.observer.event(Event::Warning(format!(
-                "{path} holds files no manifest lists; left in place"
+                "{path} holds files no manifest lists; moved to {to}"
             )));
-            applied.left_behind.push(path.to_string());
+            applied.moved_aside.push((path.to_string(), to.to_string()));
         }
         self.advance(0);
         Ok(())
