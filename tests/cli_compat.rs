@@ -362,6 +362,11 @@ fn bundle_remove_recursive_and_force() {
     let out = swupd(&w, &["bundle-remove", "editors", "devtools"]);
     assert_eq!(code(&out), 13, "{}", text(&out));
     assert!(!w.root.join("usr/bin/vim").exists());
+    // Several bad names: the last one's code, as swupd's loop leaves it.
+    let out = swupd(&w, &["bundle-remove", "nosuch", "devtools"]);
+    assert_eq!(code(&out), 13, "{}", text(&out));
+    let out = swupd(&w, &["bundle-remove", "devtools", "nosuch"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
 }
 
 #[test]

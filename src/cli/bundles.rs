@@ -70,8 +70,9 @@ pub(super) fn remove(
     for e in &removed.skipped {
         out.error(&format!("{e}; skipped"));
     }
-    // As swupd: the others are removed, and the exit code tells of the first skipped.
-    let code = removed.skipped.first().map_or(0, |e| e.exit_code());
+    // As swupd: the others are removed, and the exit code tells of the last skipped
+    // (its loop overwrites the code with each bad name's).
+    let code = removed.skipped.last().map_or(0, |e| e.exit_code());
     if removed.bundles.is_empty() {
         out.result("No orphaned bundles found, nothing was removed");
         return Ok(0);

@@ -9,6 +9,7 @@ use super::{Client, Installed, OS_CORE};
 use crate::chain::VerifiedMom;
 use crate::install::Applied;
 use crate::plan::FileSet;
+use crate::progress::Event;
 use crate::{Error, Result};
 
 /// What `bundle-list` shows.
@@ -246,7 +247,14 @@ impl Client<'_> {
             }
         }
         if remove.is_empty() {
-            return match skipped.into_iter().next() {
+            // Nothing left to remove: each bad name is named, and the last one's error
+            // is the command's (swupd's loop keeps the last code).
+            let last = skipped.pop();
+            for e in skipped {
+                self.observer
+                    .event(Event::Warning(format!("skipping it: {e}")));
+            }
+            return match last {
                 Some(e) => Err(e),
                 None => Ok(Removed::default()),
             };
