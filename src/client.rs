@@ -2,7 +2,7 @@
 //! Each one walks the chain to verified manifests, plans, stages and installs.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::chain::{Chain, Freshness, Signatures, StagedFile, VerifiedManifest, VerifiedMom};
@@ -436,8 +436,17 @@ impl<'o> Client<'o> {
         };
         let pending = self.settle(Some(target))?;
         if let (Pending::Clear, Some(v)) = (&pending, version::installed(&self.settings.root)?) {
-            return Err(Error::Usage(format!(
-                "{} already holds version {v}; use update",
+            // As swupd, a root that holds a release (a half-made image, a test root) gets
+            // the new one installed over it: every file of the bundles is placed, nothing
+            // else is touched. Never the running system: that is what update and repair
+            // are for.
+            if self.settings.root == Path::new("/") {
+                return Err(Error::Usage(format!(
+                    "/ already holds version {v}; use update (or repair) on a running system"
+                )));
+            }
+            self.observer.event(Event::Warning(format!(
+                "{} already holds version {v}; installing version {target} over it",
                 self.settings.root.display()
             )));
         }

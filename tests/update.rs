@@ -522,3 +522,29 @@ fn a_stray_bundle_marker_does_not_block_the_update() {
         .unwrap()
         .contains("VERSION_ID=20"));
 }
+
+/// As swupd: os-install into a root that already holds a release installs the new one
+/// over it (every file of the bundles placed, other files left alone).
+#[test]
+fn os_install_into_a_root_holding_a_release_installs_over_it() {
+    let w = World::new();
+    w.install_sample();
+    std::fs::write(w.root.join("usr/share/mine"), b"local\n").unwrap();
+    std::fs::write(w.root.join("usr/bin/hello"), b"damaged\n").unwrap();
+    w.derive(10, 20);
+    w.change_hello(20);
+    ok(w.publish(20, &[]));
+    let out = ok(w.chainup(&["os-install", "-V", "20"]));
+    assert!(
+        text(&out).contains("already holds version 10; installing version 20 over it"),
+        "{}",
+        text(&out)
+    );
+    let mut got = snapshot(&w.root, &STATE_PATHS);
+    assert!(
+        got.remove("/usr/share/mine").is_some(),
+        "a local file stays"
+    );
+    assert_eq!(got, expected(&w, 20, &["os-core"]));
+    ok(w.chainup(&["diagnose"]));
+}
