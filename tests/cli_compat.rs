@@ -122,6 +122,10 @@ fn urls_and_format_come_from_swupd_files_and_the_mirror_files_win() {
     );
     write(&w.root.join("usr/share/defaults/swupd/format"), "staging\n");
     let root = w.root.to_str().unwrap();
+    // The root as PATH and as --path at once: refused (15), as swupd.
+    let out = run(&mut swupd_bare(&w, &["os-install", "-p", root, root]));
+    assert_eq!(code(&out), 15, "{}", text(&out));
+    assert!(text(&out).contains("not both"), "{}", text(&out));
     // os-install ROOT: the root as swupd's positional argument; -V latest.
     ok(run(&mut swupd_bare(
         &w,

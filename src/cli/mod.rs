@@ -66,6 +66,11 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         Command::OsInstall {
             root: Some(root), ..
         } => {
+            if cli.global.path.is_some() {
+                return Err(Error::Usage(
+                    "os-install takes the root as PATH or as --path, not both".into(),
+                ));
+            }
             with_root = Global {
                 path: Some(root.clone()),
                 ..cli.global.clone()
