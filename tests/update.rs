@@ -431,7 +431,7 @@ fn update_killed_during_install_finishes_on_the_next_run() {
     // before it downloads anything, and the full pipe below would stop it there.
     let (w, _) = interrupted_world(&[]);
     let pack = "/20/pack-os-core-from-10.tar";
-    // An untracked file keeps the removed directory in place, and the client warns about
+    // An untracked file makes the client set the removed directory aside and warn about
     // it on stderr between renaming the files and writing the new version. With stderr a
     // full pipe, that warning blocks the client exactly there, mid-install.
     let untracked = w.root.join("usr/share/olddir/local");
@@ -452,7 +452,9 @@ fn update_killed_during_install_finishes_on_the_next_run() {
     assert!(journal.exists());
     assert_eq!(w.server.hits(pack), 1, "the content came from the pack");
 
-    std::fs::remove_file(&untracked).unwrap();
+    // The directory went aside with the local file (named .deleted.<version>.<name>).
+    assert!(!untracked.exists());
+    std::fs::remove_dir_all(w.root.join("usr/share/.deleted.20.olddir")).unwrap();
     let out = ok(w.chainup(&["update"]));
     assert!(
         text(&out).contains("finishing the interrupted update to version 20"),
@@ -501,7 +503,8 @@ fn bundle_remove_killed_midway_is_finished_on_the_next_run() {
         "killed before gcc went"
     );
 
-    std::fs::remove_file(&untracked).unwrap();
+    assert!(!untracked.exists());
+    std::fs::remove_dir_all(w.root.join("usr/share/.deleted.10.devdir")).unwrap();
     ok(w.chainup(&["update"]));
     assert_eq!(
         snapshot(&w.root, &STATE_PATHS),
