@@ -8,33 +8,8 @@ mod fixture;
 mod server;
 
 use std::path::Path;
-use std::process::Command;
 
-use fixture::{expected, ok, run, snapshot, text, World};
-
-const GENERATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gen_content.py");
-
-/// Generates release `version` of os-core from the world's tree, signed with its key.
-fn generate(w: &World, version: u32, previous: Option<u32>) {
-    let mut cmd = Command::new("python3");
-    cmd.arg(GENERATOR)
-        .arg("--tree")
-        .arg(w.tree(version, "os-core"))
-        .args(["--bundle", "os-core", "--version", &version.to_string()])
-        .arg("--out")
-        .arg(&w.web)
-        .arg("--cert")
-        .arg(&w.keys.root)
-        .arg("--key")
-        .arg(&w.keys.root_key)
-        .args(["--timestamp", &(1_700_000_000 + version).to_string()]);
-    if let Some(p) = previous {
-        cmd.arg("--previous-webroot")
-            .arg(&w.web)
-            .args(["--previous", &p.to_string()]);
-    }
-    ok(run(&mut cmd));
-}
+use fixture::{expected, ok, snapshot, text, World};
 
 #[test]
 fn independently_generated_content_installs_and_updates() {
@@ -60,7 +35,7 @@ fn independently_generated_content_installs_and_updates() {
     } else {
         println!("not root: the 1000:201 owner is left out");
     }
-    generate(&w, 10, None);
+    w.generate_independently(10, None);
     let compressions: std::collections::BTreeSet<&str> = std::fs::read_dir(w.web("10/files"))
         .unwrap()
         .map(|e| {
@@ -89,7 +64,7 @@ fn independently_generated_content_installs_and_updates() {
     w.remove(20, "os-core", "/usr/share/gone");
     w.symlink(20, "os-core", "/usr/bin/hi", "/usr/bin/hello");
     w.file(20, "os-core", "/usr/share/new/file", b"new in 20\n", 0o644);
-    generate(&w, 20, Some(10));
+    w.generate_independently(20, Some(10));
     let manifest = w.manifest_text(20, "os-core");
     assert!(manifest.contains(".d..\t"), "{manifest}");
     assert!(manifest.contains("\t10\t/usr/share/many/0\n"), "{manifest}");

@@ -12,23 +12,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-use fixture::{expected, ok, run, snapshot, text, World};
+use fixture::{expected, noise, ok, run, snapshot, text, World};
 
-const GEN_CONTENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gen_content.py");
 const GEN_PACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gen_pack.py");
-
-/// Incompressible content, different per seed.
-fn content(seed: usize, size: usize) -> Vec<u8> {
-    let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Release 10 with `n` data files in os-core, release 20 with every `step`-th changed by
 /// two bytes; both published.
@@ -36,14 +22,14 @@ fn releases(w: &World, n: usize, size: usize, step: usize) -> Vec<String> {
     w.sample(10);
     for i in 0..n {
         let path = format!("/usr/lib/data/{i:04}");
-        w.file(10, "os-core", &path, &content(i, size), 0o644);
+        w.file(10, "os-core", &path, &noise(size, i as u64), 0o644);
     }
     ok(w.publish(10, &[]));
     w.derive(10, 20);
     let mut changed = Vec::new();
     for i in (0..n).step_by(step) {
         let path = format!("/usr/lib/data/{i:04}");
-        let mut data = content(i, size);
+        let mut data = noise(size, i as u64);
         data[7] ^= 1;
         data[size / 2] ^= 0x80;
         w.file(20, "os-core", &path, &data, 0o644);
@@ -296,27 +282,6 @@ fn huge100gb(delta: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn generate(w: &World, version: u32, previous: Option<u32>) {
-    let mut cmd = Command::new("python3");
-    cmd.arg(GEN_CONTENT)
-        .arg("--tree")
-        .arg(w.tree(version, "os-core"))
-        .args(["--bundle", "os-core", "--version", &version.to_string()])
-        .arg("--out")
-        .arg(&w.web)
-        .arg("--cert")
-        .arg(&w.keys.root)
-        .arg("--key")
-        .arg(&w.keys.root_key)
-        .args(["--timestamp", &(1_700_000_000 + version).to_string()]);
-    if let Some(p) = previous {
-        cmd.arg("--previous-webroot")
-            .arg(&w.web)
-            .args(["--previous", &p.to_string()]);
-    }
-    ok(run(&mut cmd));
-}
-
 fn generate_pack(w: &World, from: u32, to: u32) {
     ok(run(Command::new("python3")
         .arg(GEN_PACK)
@@ -346,9 +311,15 @@ fn packs_in_mixers_layout_from_an_independent_generator_are_applied() {
     w.sample(10);
     for i in 0..10 {
         let path = format!("/usr/share/many/{i}");
-        w.file(10, "os-core", &path, &content(i, 3000 + i * 5000), 0o644);
+        w.file(
+            10,
+            "os-core",
+            &path,
+            &noise(3000 + i * 5000, i as u64),
+            0o644,
+        );
     }
-    generate(&w, 10, None);
+    w.generate_independently(10, None);
     generate_pack(&w, 0, 10);
     w.server.clear_log();
     ok(w.chainup(&["os-install", "-V", "10"]));
@@ -359,13 +330,13 @@ fn packs_in_mixers_layout_from_an_independent_generator_are_applied() {
 
     w.derive(10, 20);
     for i in 0..10 {
-        let mut data = content(i, 3000 + i * 5000);
+        let mut data = noise(3000 + i * 5000, i as u64);
         data.splice(100..100 + i, b"changed".iter().copied());
         w.file(20, "os-core", &format!("/usr/share/many/{i}"), &data, 0o600);
     }
     w.file(20, "os-core", "/usr/share/new", b"new in 20\n", 0o644);
     w.symlink(20, "os-core", "/usr/bin/hi2", "hello");
-    generate(&w, 20, Some(10));
+    w.generate_independently(20, Some(10));
     generate_pack(&w, 10, 20);
     w.server.clear_log();
     let out = ok(w.chainup(&["update"]));

@@ -11,20 +11,7 @@ mod server;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fixture::{expected, ok, run, snapshot, text, World};
-
-/// Incompressible bytes, so a fullfile takes as much space staged as it says.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use fixture::{expected, noise, ok, run, snapshot, text, World};
 
 /// A tmpfs of `size` mounted on `dir` for the life of the value.
 struct Tmpfs(PathBuf);
@@ -90,7 +77,7 @@ fn an_update_that_cannot_fit_is_refused_before_downloading() {
     w.sample(10);
     ok(w.publish(10, &[]));
     w.derive(10, 20);
-    w.file(20, "os-core", "/usr/share/big", &noise(20, 6 << 20), 0o644);
+    w.file(20, "os-core", "/usr/share/big", &noise(6 << 20, 20), 0o644);
     ok(w.publish(20, &[]));
     let Some(disk) = small_disk(&w, "4m") else {
         return;
@@ -121,11 +108,11 @@ fn an_update_that_cannot_fit_is_refused_before_downloading() {
 fn a_disk_that_fills_while_staging_leaves_the_root_intact() {
     let w = World::new();
     w.sample(10);
-    w.file(10, "os-core", "/usr/share/big", &noise(10, 3 << 20), 0o644);
+    w.file(10, "os-core", "/usr/share/big", &noise(3 << 20, 10), 0o644);
     ok(w.publish(10, &[]));
     // Same size, other bytes: the release does not grow, but staging needs 3 MiB more.
     w.derive(10, 20);
-    w.file(20, "os-core", "/usr/share/big", &noise(20, 3 << 20), 0o644);
+    w.file(20, "os-core", "/usr/share/big", &noise(3 << 20, 20), 0o644);
     ok(w.publish(20, &[]));
     let Some(disk) = small_disk(&w, "4m") else {
         return;

@@ -7,20 +7,7 @@ mod server;
 
 use std::collections::BTreeSet;
 
-use fixture::{expected, ok, snapshot, text, World};
-
-/// `len` bytes that do not compress (xorshift), so a fullfile is as large as its content.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use fixture::{expected, noise, ok, snapshot, text, World};
 
 /// Releases 10 (installed) and 20, where 20 adds a 512 KiB file; returns its fullfile path.
 fn big_file_world() -> (World, String) {

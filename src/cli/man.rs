@@ -412,25 +412,12 @@ mod tests {
     }
 
     #[test]
-    fn pages_have_our_sections() {
+    fn every_subcommand_has_a_page() {
+        // The sections of each page are checked on the installed pages (tests/packaging.rs).
         let pages = pages().unwrap();
         assert_eq!(pages.len(), PAGES.len() + 1);
-        for (name, text) in &pages {
-            for section in [
-                "NAME",
-                "SYNOPSIS",
-                "OPTIONS",
-                "EXIT STATUS",
-                "FILES",
-                "CONFIGURATION",
-                "EXAMPLES",
-            ] {
-                assert!(
-                    text.contains(&format!(".SH {section}\n"))
-                        || text.contains(&format!(".SH \"{section}\"\n")),
-                    "{name} lacks {section}"
-                );
-            }
-        }
+        assert!(pages
+            .iter()
+            .all(|(_, text)| text.contains(".SH EXAMPLES\n")));
     }
 }

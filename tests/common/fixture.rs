@@ -415,6 +415,31 @@ impl World {
         cmd
     }
 
+    /// Publishes release `version` of os-core from the world's tree with the independent
+    /// generator (tests/gen_content.py, written from the format description, not from
+    /// chainup's code), signed with the world's root key, manifests chained to `previous`.
+    pub fn generate_independently(&self, version: u32, previous: Option<u32>) {
+        let generator = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gen_content.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(generator)
+            .arg("--tree")
+            .arg(self.tree(version, "os-core"))
+            .args(["--bundle", "os-core", "--version", &version.to_string()])
+            .arg("--out")
+            .arg(&self.web)
+            .arg("--cert")
+            .arg(&self.keys.root)
+            .arg("--key")
+            .arg(&self.keys.root_key)
+            .args(["--timestamp", &(1_700_000_000 + version).to_string()]);
+        if let Some(p) = previous {
+            cmd.arg("--previous-webroot")
+                .arg(&self.web)
+                .args(["--previous", &p.to_string()]);
+        }
+        ok(run(&mut cmd));
+    }
+
     /// Re-signs `W/<version>/Manifest.MoM` with `openssl smime -sign -binary -outform
     /// DER` by `cert`/`key` (`extra`: e.g. `-certfile`, `-nocerts`) into `Manifest.MoM.sig`.
     pub fn sign_mom(&self, version: u32, cert: &Path, key: &Path, extra: &[&str]) {
@@ -512,4 +537,18 @@ pub fn one_entry_tar(name: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> 
     h.set_cksum();
     b.append_data(&mut h, name, data).unwrap();
     b.into_inner().unwrap()
+}
+
+/// `len` bytes that do not compress (xorshift from `seed`), different per seed, so a
+/// fullfile is as large as its content and a delta between two seeds is useless.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }

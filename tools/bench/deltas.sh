@@ -8,7 +8,9 @@
 #     timing of its pack step (all deltas), and its whole run with and without packs.
 #  3. with SWUPD=/path/to/swupd (a swupd 7 built elsewhere; nothing here builds one),
 #     `swupd update` 10 -> 20 from the same webroot as chainup with deltas: bytes and time.
-# Env: FILES (2000), SIZE_MIB (1024), SWUPD. Serves with nginx when installed, else python3.
+# Every update starts from a copy of a root installed at 10 and written back to disk (a
+# machine installed earlier); the tools alternate RUNS times and the medians are compared.
+# Env: FILES (2000), SIZE_MIB (1024), RUNS (3), SWUPD. Serves with nginx when installed, else python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 files=${FILES:-2000}
@@ -63,8 +65,17 @@ client() { # ROOT URL ARGS...
     "$bin/chainup" "$@" -p "$root" -S "$root.state" -u "$u" --allow-insecure-http \
         -C "$work/certs/Swupd_Root.pem" --no-progress
 }
-client "$work/a" "$url" os-install -V 10 > /dev/null
-client "$work/b" "$url_full" os-install -V 10 > /dev/null
+client "$work/a0" "$url" os-install -V 10 > /dev/null
+client "$work/b0" "$url_full" os-install -V 10 > /dev/null
+sw() { # swupd with the same server, certificate and format as chainup's delta webroot
+    "$SWUPD" "$@" --path "$work/c" --url "$url" -F 30 -S "$work/c.state" \
+        -C "$work/certs/Swupd_Root.pem" --no-progress --allow-insecure-http --ignore-time
+}
+if [ -n "${SWUPD:-}" ]; then
+    mkdir -p "$work/c"
+    sw os-install -V 10 > "$work/c-install.log" 2>&1
+    mv "$work/c" "$work/c0" && mv "$work/c.state" "$work/c0.state"
+fi
 content() { python3 -c 'import json,sys
 for e in json.load(open(sys.argv[1])):
     if e.get("type") == "transfer": print(e["pack_bytes"] + e["fullfile_bytes"])' "$1"; }
@@ -79,38 +90,56 @@ manifest_bytes() {
     else echo "?"; fi
 }
 lines() { if [ -f "$1" ]; then echo $(( $(wc -l < "$1") + 1 )); else echo 1; fi; }
-timed() { local s; s=$(date +%s.%N); "$@"; python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$s" >&2; }
+now() { date +%s.%N; }
+# at_rest NAME: a fresh copy of the root and state installed at 10, written back to disk,
+# so each update starts from a machine installed earlier (not one whose install is still
+# being written back) and pays for its own writes and deletions only.
+at_rest() {
+    rm -rf "$work/$1" "$work/$1.state"
+    cp -a "$work/${1}0" "$work/$1" && cp -a "$work/${1}0.state" "$work/$1.state" && sync
+}
+# timed_run NAME COMMAND...: the wall time of COMMAND from a root at rest.
+timed_run() {
+    local name=$1 s; shift
+    at_rest "$name"; s=$(now); "$@"
+    awk -v s="$s" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'
+}
+sw_update() { sw update > "$work/c.log" 2>&1 || { cat "$work/c.log" >&2; return 1; }; }
 log_a=$work/s1/nginx/access.log log_b=$work/s2/nginx/access.log
-first_a=$(lines "$log_a") first_b=$(lines "$log_b")
-t_delta=$( { timed client "$work/a" "$url" update -j > "$work/a.json"; } 2>&1 )
-t_full=$( { timed client "$work/b" "$url_full" update -j > "$work/b.json"; } 2>&1 )
-diff -r "$work/a/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root a differs" >&2; exit 1; }
-diff -r "$work/b/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root b differs" >&2; exit 1; }
-b_delta=$(wire "$log_a" "$first_a" "$work/a.json"); b_full=$(wire "$log_b" "$first_b" "$work/b.json")
-printf '%-40s %12s bytes %8s s  (manifests: %s bytes, content: %s bytes)\n' \
-    "update 10->20 with deltas" "$b_delta" "$t_delta" "$(manifest_bytes "$log_a" "$first_a")" \
-    "$(content "$work/a.json")" \
-    "update 10->20 fullfiles only" "$b_full" "$t_full" "$(manifest_bytes "$log_b" "$first_b")" \
-    "$(content "$work/b.json")"
-awk -v a="$b_delta" -v b="$b_full" -v c="$t_delta" -v d="$t_full" \
-    'BEGIN { printf "bytes ratio %.4f (target < 0.10), time ratio %.2f\n", a / b, c / d }'
-
+runs=${RUNS:-3}
+declare -a t_delta t_full t_swupd swupd_own
+for run in $(seq "$runs"); do # the tools alternate, so a busy moment weighs on all alike
+    first_a=$(lines "$log_a") first_b=$(lines "$log_b")
+    t_delta+=("$(timed_run a client "$work/a" "$url" update -j > "$work/a.json")")
+    b_delta=$(wire "$log_a" "$first_a" "$work/a.json")
+    t_full+=("$(timed_run b client "$work/b" "$url_full" update -j > "$work/b.json")")
+    b_full=$(wire "$log_b" "$first_b" "$work/b.json")
+    diff -r "$work/a/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root a differs" >&2; exit 1; }
+    diff -r "$work/b/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root b differs" >&2; exit 1; }
+    if [ -n "${SWUPD:-}" ]; then
+        first_c=$(lines "$log_a")
+        t_swupd+=("$(timed_run c sw_update)")
+        b_swupd=$(wire "$log_a" "$first_c" /dev/null)
+        # swupd's own timer stops before it empties its download cache
+        swupd_own+=("$(sed -n 's/^Update took \([0-9.]*\) seconds.*/\1/p' "$work/c.log")")
+        diff -r "$work/c/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root c differs" >&2; exit 1; }
+    fi
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf '%-40s %12s bytes %8s s (runs: %s)  (manifests: %s bytes, content: %s bytes)\n' \
+    "update 10->20 with deltas" "$b_delta" "$(median "${t_delta[@]}")" "${t_delta[*]}" \
+    "$(manifest_bytes "$log_a" "$first_a")" "$(content "$work/a.json")" \
+    "update 10->20 fullfiles only" "$b_full" "$(median "${t_full[@]}")" "${t_full[*]}" \
+    "$(manifest_bytes "$log_b" "$first_b")" "$(content "$work/b.json")"
+awk -v a="$b_delta" -v b="$b_full" -v c="$(median "${t_delta[@]}")" -v d="$(median "${t_full[@]}")" \
+    'BEGIN { printf "bytes ratio %.4f (target < 0.10), time ratio %.2f (medians)\n", a / b, c / d }'
 if [ -n "${SWUPD:-}" ]; then
-    sw() {
-        "$SWUPD" "$@" --path "$work/c" --url "$url" -F 30 -S "$work/c.state" \
-            -C "$work/certs/Swupd_Root.pem" --no-progress --allow-insecure-http --ignore-time
-    }
-    sw_update() { sw update > "$work/c.log" 2>&1 || { cat "$work/c.log" >&2; return 1; }; }
-    mkdir -p "$work/c"
-    sw os-install -V 10 > "$work/c-install.log" 2>&1
-    first_c=$(lines "$log_a")
-    t_swupd=$( { timed sw_update; } 2>&1 )
-    diff -r "$work/c/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root c differs" >&2; exit 1; }
-    b_swupd=$(wire "$log_a" "$first_c" /dev/null)
-    printf '%-40s %12s bytes %8s s  (manifests: %s bytes)\n' "swupd update 10->20 (same packs)" \
-        "$b_swupd" "$t_swupd" "$(manifest_bytes "$log_a" "$first_c")"
-    awk -v a="$b_delta" -v b="$b_swupd" -v c="$t_delta" -v d="$t_swupd" \
-        'BEGIN { printf "chainup/swupd: bytes %.2f (target <= 1), time %.2f (target <= 0.5)\n", a / b, c / d }'
+    printf '%-40s %12s bytes %8s s (runs: %s; swupd'"'"'s own "Update took": %s)  (manifests: %s bytes)\n' \
+        "swupd update 10->20 (same packs)" "$b_swupd" "$(median "${t_swupd[@]}")" \
+        "${t_swupd[*]}" "${swupd_own[*]}" "$(manifest_bytes "$log_a" "$first_c")"
+    awk -v a="$b_delta" -v b="$b_swupd" -v c="$(median "${t_delta[@]}")" -v d="$(median "${t_swupd[@]}")" \
+        -v o="$(median "${swupd_own[@]}")" \
+        'BEGIN { printf "chainup/swupd: bytes %.2f (target <= 1), wall time %.2f (target <= 0.5; against swupd'"'"'s own timer %.2f)\n", a / b, c / d, c / o }'
 fi
 
 cp -a "$work/full" "$work/full30"
