@@ -159,6 +159,8 @@ pub struct Client<'o> {
     cache: ManifestCache,
     /// What this run downloaded for the cache.
     downloaded: manifests::Downloaded,
+    /// An interrupted update this run finished, its post-update actions owed.
+    finished: std::sync::Mutex<Option<journal::Finished>>,
 }
 
 impl<'o> Client<'o> {
@@ -221,6 +223,7 @@ impl<'o> Client<'o> {
             manifest_texts: Default::default(),
             cache,
             downloaded: Default::default(),
+            finished: Default::default(),
         })
     }
 

@@ -118,6 +118,26 @@ impl FileSet {
         self.files.range(lo..hi).any(|(_, e)| e.is_present())
     }
 
+    /// The paths whose entry differs between `self` (a release) and `new` (another): added,
+    /// removed, or with other content, type or status.
+    pub fn changed_paths<'a>(&'a self, new: &'a FileSet) -> impl Iterator<Item = &'a str> {
+        let differs = move |a: Option<&Entry>, b: Option<&Entry>| match (a, b) {
+            (Some(a), Some(b)) => {
+                (a.is_present(), a.hash, a.etype) != (b.is_present(), b.hash, b.etype)
+            }
+            (a, b) => a.or(b).is_some_and(Entry::is_present),
+        };
+        let gone = self
+            .files
+            .iter()
+            .filter(|(p, _)| !new.files.contains_key(*p));
+        new.files
+            .iter()
+            .filter(move |(p, e)| differs(self.files.get(*p), Some(e)))
+            .chain(gone.filter(|(_, e)| e.is_present()))
+            .map(|(p, _)| p.as_str())
+    }
+
     /// Number of paths.
     pub fn len(&self) -> usize {
         self.files.len()

@@ -69,6 +69,20 @@ impl Triggers {
         }
     }
 
+    /// Adds what `other` calls for (the first path of each stays).
+    pub fn merge(&mut self, other: &Triggers) {
+        for (slot, theirs) in [
+            (&mut self.libraries, &other.libraries),
+            (&mut self.units, &other.units),
+            (&mut self.systemd, &other.systemd),
+            (&mut self.boot, &other.boot),
+        ] {
+            if slot.is_none() {
+                slot.clone_from(theirs);
+            }
+        }
+    }
+
     /// Calls for the boot manager whatever changed (swupd does after os-install and
     /// repair); `why` says so.
     pub fn force_boot(&mut self, why: &str) {

@@ -277,3 +277,37 @@ fn zombie(stat: &str) -> bool {
         .next()
         .is_some_and(|s| s.trim_start().starts_with('Z'))
 }
+
+#[test]
+fn an_interrupted_update_finished_later_runs_the_actions_it_owed() {
+    let w = world(|_| {});
+    // Killed after every file is in place, before the new version is written: on the
+    // rerun nothing differs on disk, yet the library and the unit did change.
+    let killed = w
+        .chainup_cmd(&["update"])
+        .env("FAILPOINTS", "txn::version=return")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{}", text(&killed));
+    assert!(
+        recorded(&w, "update").is_none(),
+        "the killed run ran no action"
+    );
+    assert!(w.state.join("journal.json").exists(), "{}", text(&killed));
+
+    let out = ok(w.chainup(&["update", "--json-output"]));
+    assert!(text(&out).contains("finishing the interrupted update"));
+    assert!(!w.state.join("journal.json").exists());
+    let actions = actions(&events(&out));
+    let names: Vec<&str> = actions.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(names, ["ldconfig", "daemon-reload", "drop-in 10-record"]);
+    assert_eq!(actions[0].2["reason"], "/usr/lib64/libdemo.so.1 changed");
+    let env = recorded(&w, "update").expect("the drop-in ran after the finished update");
+    for line in [
+        "CHAINUP_FROM_VERSION=10",
+        "CHAINUP_TO_VERSION=20",
+        "CHAINUP_TRIGGERS=libraries units",
+    ] {
+        assert!(env.contains(&line.to_string()), "{line} not in {env:?}");
+    }
+}

@@ -54,7 +54,7 @@ pub fn repair(client: &Client, opts: &Options, g: &super::Global, out: &Output) 
     let mut changed = a.changed.clone();
     changed.force_boot("always after repair, as swupd");
     let v = done.found.version;
-    super::post::run(g, out, "repair", (Some(v), v), &changed)?;
+    super::post::run(client, g, out, "repair", (Some(v), v), &changed)?;
     Ok(if done.unfixed.is_empty() { 0 } else { 1 })
 }
 

@@ -136,6 +136,13 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
 }
 
 fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Result<i32> {
+    let result = run_command(cmd, client, g, out);
+    // Also after a failure: the finished update is in place whatever came next.
+    post::owed(client, g, out)?;
+    result
+}
+
+fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Result<i32> {
     match cmd {
         Command::Update {
             version,
@@ -154,7 +161,7 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             for step in &done {
                 report(out, step);
                 if let Updated::Done { from, to, applied } = step {
-                    post::run(g, out, cmd.name(), (*from, *to), &applied.changed)?;
+                    post::run(client, g, out, cmd.name(), (*from, *to), &applied.changed)?;
                 }
             }
             if swupd.update_search_file_index {
@@ -181,7 +188,7 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             if let Updated::Done { from, to, applied } = &updated {
                 let mut changed = applied.changed.clone();
                 changed.force_boot("always after os-install, as swupd");
-                post::run(g, out, cmd.name(), (*from, *to), &changed)?;
+                post::run(client, g, out, cmd.name(), (*from, *to), &changed)?;
             }
             Ok(0)
         }
@@ -200,7 +207,7 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             ));
             if applied.files + applied.dirs + applied.deleted > 0 {
                 let v = client.current_version()?;
-                post::run(g, out, cmd.name(), (Some(v), v), &applied.changed)?;
+                post::run(client, g, out, cmd.name(), (Some(v), v), &applied.changed)?;
             }
             Ok(0)
         }

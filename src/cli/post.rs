@@ -5,11 +5,37 @@ use std::time::Duration;
 
 use super::output::Output;
 use super::Global;
+use crate::client::Client;
 use crate::post_update::{self, Context, Host, Triggers};
 use crate::Result;
 
-/// Plans and runs the actions `changed` calls for; a failing one is only reported.
+/// Plans and runs the actions `changed` calls for, and those an interrupted update this
+/// run finished still owes; a failing one is only reported.
 pub fn run(
+    client: &Client,
+    g: &Global,
+    out: &Output,
+    command: &str,
+    (from, to): (Option<u32>, u32),
+    changed: &Triggers,
+) -> Result<()> {
+    let mut changed = changed.clone();
+    if let Some(finished) = client.take_finished() {
+        changed.merge(&finished.changed);
+    }
+    run_actions(g, out, command, (from, to), &changed)
+}
+
+/// The actions owed by an interrupted update this run finished, when the command itself
+/// ran none (it found nothing more to do, or failed after finishing it).
+pub fn owed(client: &Client, g: &Global, out: &Output) -> Result<()> {
+    match client.take_finished() {
+        Some(f) => run_actions(g, out, "update", (f.from, f.to), &f.changed),
+        None => Ok(()),
+    }
+}
+
+fn run_actions(
     g: &Global,
     out: &Output,
     command: &str,

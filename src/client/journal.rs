@@ -4,9 +4,20 @@
 
 use super::{Client, Installed};
 use crate::install::transaction;
+use crate::plan::FileSet;
+use crate::post_update::Triggers;
 use crate::progress::Event;
 use crate::state::JournalRecord;
 use crate::{Error, Result};
+
+/// An interrupted update this run finished: the post-update actions it would have run are
+/// owed.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub from: Option<u32>,
+    pub to: u32,
+    pub changed: Triggers,
+}
 
 /// What became of the journal a previous run left.
 #[derive(Debug)]
@@ -65,8 +76,28 @@ impl Client<'_> {
         let old = self.old_state(record);
         let mom = self.verified_mom(record.to)?;
         let new = self.resolve(&mom, &record.bundles, false)?;
-        self.transition(&old, &new, &mom, 0, false, true)?;
+        let applied = self.transition(&old, &new, &mom, 0, false, true)?;
+        // What the killed run placed is no longer a change on disk, so the triggers come
+        // from the two releases, as the uninterrupted run would have noted them.
+        let mut changed = applied.map(|a| a.changed).unwrap_or_default();
+        for path in old.files.changed_paths(&FileSet::from_manifests(&new)) {
+            changed.note(path);
+        }
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(Finished {
+            from: record.from,
+            to: record.to,
+            changed,
+        });
         Ok(())
+    }
+
+    /// The interrupted update this run finished, if any, whose post-update actions are
+    /// still owed (taken once).
+    pub fn take_finished(&self) -> Option<Finished> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// What the root held before the journal's update began, as far as the server still

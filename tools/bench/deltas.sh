@@ -98,10 +98,11 @@ at_rest() {
     rm -rf "$work/$1" "$work/$1.state"
     cp -a "$work/${1}0" "$work/$1" && cp -a "$work/${1}0.state" "$work/$1.state" && sync
 }
-# timed_run NAME COMMAND...: the wall time of COMMAND from a root at rest.
+# timed_run NAME OUT COMMAND...: the wall time of COMMAND (its output to OUT) from a root
+# at rest.
 timed_run() {
-    local name=$1 s; shift
-    at_rest "$name"; s=$(now); "$@"
+    local name=$1 out=$2 s; shift 2
+    at_rest "$name"; s=$(now); "$@" > "$out"
     awk -v s="$s" -v e="$(now)" 'BEGIN { printf "%.2f", e - s }'
 }
 sw_update() { sw update > "$work/c.log" 2>&1 || { cat "$work/c.log" >&2; return 1; }; }
@@ -110,16 +111,16 @@ runs=${RUNS:-3}
 declare -a t_delta t_full t_swupd swupd_own
 for run in $(seq "$runs"); do # the tools alternate, so a busy moment weighs on all alike
     first_a=$(lines "$log_a") first_b=$(lines "$log_b")
-    t_delta+=("$(timed_run a client "$work/a" "$url" update -j > "$work/a.json")")
-    b_delta=$(wire "$log_a" "$first_a" "$work/a.json")
-    t_full+=("$(timed_run b client "$work/b" "$url_full" update -j > "$work/b.json")")
-    b_full=$(wire "$log_b" "$first_b" "$work/b.json")
+    t_delta+=("$(timed_run a "$work/a.json" client "$work/a" "$url" update -j)")
+    b_delta=$(wire "$log_a" "$first_a" "$work/a.json") m_delta=$(manifest_bytes "$log_a" "$first_a")
+    t_full+=("$(timed_run b "$work/b.json" client "$work/b" "$url_full" update -j)")
+    b_full=$(wire "$log_b" "$first_b" "$work/b.json") m_full=$(manifest_bytes "$log_b" "$first_b")
     diff -r "$work/a/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root a differs" >&2; exit 1; }
     diff -r "$work/b/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root b differs" >&2; exit 1; }
     if [ -n "${SWUPD:-}" ]; then
         first_c=$(lines "$log_a")
-        t_swupd+=("$(timed_run c sw_update)")
-        b_swupd=$(wire "$log_a" "$first_c" /dev/null)
+        t_swupd+=("$(timed_run c /dev/null sw_update)")
+        b_swupd=$(wire "$log_a" "$first_c" /dev/null) m_swupd=$(manifest_bytes "$log_a" "$first_c")
         # swupd's own timer stops before it empties its download cache
         swupd_own+=("$(sed -n 's/^Update took \([0-9.]*\) seconds.*/\1/p' "$work/c.log")")
         diff -r "$work/c/usr" "$work/t20/os-core/usr" > /dev/null || { echo "root c differs" >&2; exit 1; }
@@ -128,15 +129,15 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 printf '%-40s %12s bytes %8s s (runs: %s)  (manifests: %s bytes, content: %s bytes)\n' \
     "update 10->20 with deltas" "$b_delta" "$(median "${t_delta[@]}")" "${t_delta[*]}" \
-    "$(manifest_bytes "$log_a" "$first_a")" "$(content "$work/a.json")" \
+    "$m_delta" "$(content "$work/a.json")" \
     "update 10->20 fullfiles only" "$b_full" "$(median "${t_full[@]}")" "${t_full[*]}" \
-    "$(manifest_bytes "$log_b" "$first_b")" "$(content "$work/b.json")"
+    "$m_full" "$(content "$work/b.json")"
 awk -v a="$b_delta" -v b="$b_full" -v c="$(median "${t_delta[@]}")" -v d="$(median "${t_full[@]}")" \
     'BEGIN { printf "bytes ratio %.4f (target < 0.10), time ratio %.2f (medians)\n", a / b, c / d }'
 if [ -n "${SWUPD:-}" ]; then
     printf '%-40s %12s bytes %8s s (runs: %s; swupd'"'"'s own "Update took": %s)  (manifests: %s bytes)\n' \
         "swupd update 10->20 (same packs)" "$b_swupd" "$(median "${t_swupd[@]}")" \
-        "${t_swupd[*]}" "${swupd_own[*]}" "$(manifest_bytes "$log_a" "$first_c")"
+        "${t_swupd[*]}" "${swupd_own[*]}" "$m_swupd"
     awk -v a="$b_delta" -v b="$b_swupd" -v c="$(median "${t_delta[@]}")" -v d="$(median "${t_swupd[@]}")" \
         -v o="$(median "${swupd_own[@]}")" \
         'BEGIN { printf "chainup/swupd: bytes %.2f (target <= 1), wall time %.2f (target <= 0.5; against swupd'"'"'s own timer %.2f)\n", a / b, c / d, c / o }'
