@@ -617,7 +617,21 @@ fn write_staged(
 }
 
 fn set_owner_mode(path: &Path, meta: &Meta) -> std::io::Result<()> {
-    lchown(path, Some(meta.uid), Some(meta.gid))?;
+    lchown(path, Some(meta.uid), Some(meta.gid)).map_err(|e| {
+        match e.kind() {
+            // Content owned by others (root, as a rule) staged by an unprivileged user.
+            std::io::ErrorKind::PermissionDenied => std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot give a staged file owner {}:{} as uid {}: installing this content needs root ({e})",
+                    meta.uid,
+                    meta.gid,
+                    nix::unistd::geteuid()
+                ),
+            ),
+            _ => e,
+        }
+    })?;
     if meta.kind != Kind::Symlink {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode & 0o7777))?;
     }

@@ -555,3 +555,43 @@ fn a_failed_install_removes_its_temporaries_and_the_next_run_finishes() {
         assert!(temporaries(&w.root).is_empty());
     }
 }
+
+#[test]
+fn an_unprivileged_user_installing_root_owned_content_is_told_it_needs_root() {
+    use std::os::unix::process::CommandExt;
+    const TEST: &str = "an_unprivileged_user_installing_root_owned_content_is_told_it_needs_root";
+    if fixture::skip_unless_root(TEST, "to run the client as nobody") {
+        return;
+    }
+    let w = World::new();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    let mine = w.dir.path().join("nobody");
+    std::fs::create_dir(&mine).unwrap();
+    std::os::unix::fs::chown(&mine, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(w.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = w.chainup_cmd_at(&mine.join("root"), &["os-install", "-V", "10"]);
+    cmd.arg("--statedir")
+        .arg(mine.join("state"))
+        .uid(65534)
+        .gid(65534);
+    let out = run(&mut cmd);
+    let t = text(&out);
+    if t.contains("Permission denied") && !mine.join("state").exists() {
+        eprintln!("SKIP {TEST}: nobody cannot reach the binary or the world ({t})");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(32), "{t}");
+    assert!(t.contains("installing this content needs root"), "{t}");
+    assert!(t.contains("owner 0:0 as uid 65534"), "{t}");
+    // Nothing of the release reached the root, and no temporary stayed behind.
+    let root = mine.join("root");
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let staged: Vec<_> = std::fs::read_dir(mine.join("state/staged"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "{staged:?}");
+}
