@@ -191,10 +191,12 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
             skip_optional,
         } => {
             let _lock = client.lock()?;
-            let applied = client.bundle_add_with(bundles, *skip_optional)?;
+            let bundles = bundles::expand_aliases(client, bundles, out)?;
+            let added = client.bundle_add_with(&bundles, *skip_optional)?;
+            let applied = &added.applied;
             out.result(&format!(
                 "Installed {}: {} files, {} directories",
-                bundles.join(", "),
+                added.bundles.join(", "),
                 applied.files,
                 applied.dirs
             ));
@@ -202,7 +204,8 @@ fn run_client(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resul
                 let v = client.current_version()?;
                 post::run(g, out, cmd.name(), (Some(v), v), &applied.changed)?;
             }
-            Ok(0)
+            // As swupd: the others are installed, and a skipped name's code is the command's.
+            Ok(added.skipped.last().map_or(0, |e| e.exit_code()))
         }
         Command::BundleRemove { bundles, opts } => {
             let _lock = client.lock()?;
