@@ -450,6 +450,9 @@ impl<'o> Client<'o> {
                 self.settings.root.display()
             )));
         }
+        if let Some(cache) = &opts.statedir_cache {
+            self.seed_manifests_from_cache(cache, target);
+        }
         let mom = self.verified_mom(target)?;
         let mut names: Vec<String> = bundles.to_vec();
         if !names.iter().any(|b| b == OS_CORE) {
