@@ -332,11 +332,14 @@ impl Chain {
         let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
         let signature = match &self.signatures {
             Signatures::Skip => None,
-            Signatures::Verify(_) => Some(self.fetch_signature(
-                &mom_url,
-                &format!("{version}/Manifest.MoM.sig"),
-                &self.content,
-            )?),
+            Signatures::Verify(_) => Some(
+                self.fetch_signature(
+                    &mom_url,
+                    &format!("{version}/Manifest.MoM.sig"),
+                    &self.content,
+                )
+                .map_err(|e| mom_refused(version, e))?,
+            ),
         };
         self.signed_mom(version, file.text, signature, (&mom_url, &url))
     }
@@ -353,12 +356,17 @@ impl Chain {
     ) -> Result<VerifiedMom> {
         if let Signatures::Verify(store) = &self.signatures {
             let Some(sig) = &signature else {
-                return Err(Error::Signature {
-                    what: signed.to_string(),
-                    reason: "no signature".into(),
-                });
+                return Err(mom_refused(
+                    version,
+                    Error::Signature {
+                        what: signed.to_string(),
+                        reason: "no signature".into(),
+                    },
+                ));
             };
-            store.verify(signed, &text, sig)?;
+            store
+                .verify(signed, &text, sig)
+                .map_err(|e| mom_refused(version, e))?;
         }
         let manifest =
             Manifest::parse(&text, manifest::Kind::Mom).map_err(|source| Error::Manifest {
@@ -680,5 +688,18 @@ impl Freshness {
             }
         }
         Ok(())
+    }
+}
+
+/// A MoM whose signature is missing or does not verify is a MoM that cannot be loaded:
+/// swupd's exit code 4 for it, the signature's fault kept as the reason. A trust store
+/// that cannot be read stays its own error (21), as in swupd.
+fn mom_refused(version: u32, e: Error) -> Error {
+    match e {
+        Error::Signature { .. } => Error::Mom {
+            version,
+            reason: e.to_string(),
+        },
+        other => other,
     }
 }

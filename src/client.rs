@@ -18,7 +18,7 @@ use crate::{fsutil, version, Error, Result};
 
 mod bundles;
 mod cache;
-pub use bundles::{ListOptions, Listed, RemoveOptions, Removed};
+pub use bundles::{Added, ListOptions, Listed, RemoveOptions, Removed};
 mod fleet;
 mod incremental;
 pub use fleet::{Target, WaveStanding};
@@ -453,6 +453,9 @@ impl<'o> Client<'o> {
                 self.settings.root.display()
             )));
         }
+        if let Some(cache) = &opts.statedir_cache {
+            self.seed_manifests_from_cache(cache, target);
+        }
         let mom = self.verified_mom(target)?;
         let mut names: Vec<String> = bundles.to_vec();
         if !names.iter().any(|b| b == OS_CORE) {
@@ -502,19 +505,18 @@ impl<'o> Client<'o> {
 
     /// `bundle-add`: installs bundles (and their includes) at the current version.
     pub fn bundle_add(&self, names: &[String]) -> Result<Applied> {
-        self.bundle_add_with(names, false)
+        Ok(self.bundle_add_with(names, false)?.applied)
     }
 
     /// `bundle-add`, with `skip_optional` leaving the bundles' `also-add` out. The
     /// named bundles are tracked as installed on purpose, also when they already were.
-    pub fn bundle_add_with(&self, names: &[String], skip_optional: bool) -> Result<Applied> {
+    /// Names the version lacks are skipped, as swupd does (see [`Added`]).
+    pub fn bundle_add_with(&self, names: &[String], skip_optional: bool) -> Result<Added> {
         self.settle(None)?;
         let current = self.current_version()?;
         let mom = self.verified_mom(current)?;
-        for b in names {
-            mom.bundle(b)
-                .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
-        }
+        let (names, skipped) = bundles::known_names(self, &mom, names)?;
+        let names = &names[..];
         let installed = self.installed_bundles()?;
         let fresh: Vec<String> = names
             .iter()
@@ -524,7 +526,11 @@ impl<'o> Client<'o> {
         if fresh.is_empty() {
             self.info("All requested bundles are already installed".into());
             Tracking::new(&self.state).track(names, &installed)?;
-            return Ok(Applied::default());
+            return Ok(Added {
+                bundles: names.to_vec(),
+                applied: Applied::default(),
+                skipped,
+            });
         }
         let old_manifests = self.resolve(&mom, &installed, false)?;
         let added = self.resolve(&mom, &fresh, !skip_optional)?;
@@ -548,7 +554,11 @@ impl<'o> Client<'o> {
             .transition(&old, &new, &mom, space, false, false)?
             .unwrap_or_default();
         Tracking::new(&self.state).track(names, &installed)?;
-        Ok(applied)
+        Ok(Added {
+            bundles: names.to_vec(),
+            applied,
+            skipped,
+        })
     }
 
     /// `bundle-remove`: removes bundles, keeping files other installed bundles own.

@@ -76,6 +76,11 @@ pub const ZSTD_WINDOW_LOG_MAX: u32 = 26;
 /// more is refused before anything is allocated or written.
 pub const DELTA_FILE: u64 = 512 << 20;
 
+/// One of swupd's bundle alias files (`alias.d`), local configuration read whole into
+/// memory: real ones are a few lines, so 1 MiB leaves room while a link to a device or a
+/// runaway file cannot exhaust memory.
+pub const ALIAS_FILE: u64 = 1 << 20;
+
 /// Most downloads at a time (`-W`, `max-parallel-downloads`): each is a thread with its
 /// own connection, buffers and decoder (up to `XZ_DECODER_MEMORY`), so the count must not
 /// be the server's or a typo's to choose. swupd defaults to 15 and documents no maximum;

@@ -1,6 +1,8 @@
 //! swupd's own configuration, read so a machine set up for swupd works unchanged: its INI
 //! file of default options and its one-line URL and format files, all under the root.
 
+pub mod aliases;
+
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};

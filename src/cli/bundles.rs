@@ -5,6 +5,7 @@ use serde_json::json;
 use super::output::Output;
 use super::swupd_compat::{ListArgs, RemoveArgs};
 use crate::client::{Client, ListOptions, RemoveOptions};
+use crate::swupd_config::aliases;
 use crate::Result;
 
 /// `bundle-list [--all] [--deps B | --has-dep B | --orphans] [--status]`.
@@ -113,4 +114,24 @@ pub(super) fn search_file_index(client: &Client, out: &Output) -> Result<()> {
         "Search index: {n} bundle manifests of version {version} fetched and verified"
     ));
     Ok(())
+}
+
+/// `bundle-add`'s names with swupd's aliases (`alias.d` in the root) replaced by the
+/// bundles they stand for, each alias used named as swupd does.
+pub(super) fn expand_aliases(
+    client: &Client,
+    names: &[String],
+    out: &Output,
+) -> Result<Vec<String>> {
+    let (bundles, used) = aliases::expand(client.root().path(), names)?;
+    for a in &used {
+        let text = format!(
+            "Alias {} will install bundle(s): {}",
+            a.name,
+            a.bundles.join(", ")
+        );
+        let record = json!({"type": "info", "msg": text, "alias": a.name, "bundles": a.bundles});
+        out.record(&text, record);
+    }
+    Ok(bundles)
 }

@@ -198,10 +198,12 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
             skip_optional,
         } => {
             let _lock = client.lock()?;
-            let applied = client.bundle_add_with(bundles, *skip_optional)?;
+            let bundles = bundles::expand_aliases(client, bundles, out)?;
+            let added = client.bundle_add_with(&bundles, *skip_optional)?;
+            let applied = &added.applied;
             out.result(&format!(
                 "Installed {}: {} files, {} directories",
-                bundles.join(", "),
+                added.bundles.join(", "),
                 applied.files,
                 applied.dirs
             ));
@@ -209,7 +211,8 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
                 let v = client.current_version()?;
                 post::run(client, g, out, cmd.name(), (Some(v), v), &applied.changed)?;
             }
-            Ok(0)
+            // As swupd: the others are installed, and a skipped name's code is the command's.
+            Ok(added.skipped.last().map_or(0, |e| e.exit_code()))
         }
         Command::BundleRemove { bundles, opts } => {
             let _lock = client.lock()?;

@@ -57,6 +57,43 @@ pub struct Removed {
     pub skipped: Vec<Error>,
 }
 
+/// What a `bundle-add` did.
+#[derive(Debug, Default)]
+pub struct Added {
+    /// The named bundles the version has (installed now or already before).
+    pub bundles: Vec<String>,
+    pub applied: Applied,
+    /// Named bundles the version does not have: as swupd, each is skipped with a warning
+    /// and the others are installed; the command then exits with the skipped one's code.
+    pub skipped: Vec<Error>,
+}
+
+/// `names` split into the bundles `mom` has and the errors of those it lacks, each of
+/// those named in a warning. When none is known, the last unknown one's error (as swupd:
+/// nothing to install, exit 3).
+pub(super) fn known_names(
+    client: &Client,
+    mom: &VerifiedMom,
+    names: &[String],
+) -> Result<(Vec<String>, Vec<Error>)> {
+    let (known, mut unknown): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|b| mom.bundle(b).is_some());
+    let last = match known.is_empty() {
+        true => unknown.pop(),
+        false => None,
+    };
+    let skipped: Vec<Error> = unknown.into_iter().map(Error::UnknownBundle).collect();
+    for e in &skipped {
+        client
+            .observer
+            .event(Event::Warning(format!("{e}; skipping it")));
+    }
+    match last {
+        Some(b) => Err(Error::UnknownBundle(b)),
+        None => Ok((known, skipped)),
+    }
+}
+
 /// Each bundle's dependencies: `includes`, and `also-add` when `optional`.
 type Graph = BTreeMap<String, Vec<String>>;
 

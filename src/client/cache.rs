@@ -1,16 +1,33 @@
-//! swupd's `os-install --statedir-cache`: another state directory's staged files spare
-//! their download. They are only copied into the staging area; the chain hashes every
-//! staged file before using it (`reuse_staged`), so a wrong or tampered cache costs a
-//! download, never a wrong file.
+//! swupd's `os-install --statedir-cache`: another state directory's MoM, manifests and
+//! staged files spare their download, so a release can be installed with no network. The
+//! other directory is chainup's (`staged/`) or swupd's (`cache/<url>/manifest/<V>/` and
+//! `cache/<url>/staged/`, `<url>` the content URL with `:` and `/` as `_`). Nothing is
+//! trusted for being there: the MoM must verify against the trust store, each manifest
+//! must hash to the MoM's line, and the chain hashes every staged file before using it
+//! (`reuse_staged`), so a wrong or tampered cache costs a download, never a wrong file.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use super::Client;
-use crate::chain::VerifiedManifest;
+use crate::chain::{CachedText, VerifiedManifest};
+use crate::hash::Meta;
+use crate::limits;
 use crate::manifest::EntryType;
 use crate::progress::Event;
 use crate::{Error, Result};
+
+/// swupd's cache directory for `content_url` in the state directory `statedir`
+/// (src/swupd_lib/statedir.c, `convert_url`).
+pub(super) fn swupd_url_dir(statedir: &Path, content_url: &str) -> PathBuf {
+    let name: String = content_url
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| if c == ':' || c == '/' { '_' } else { c })
+        .collect();
+    statedir.join("cache").join(name)
+}
 
 impl Client<'_> {
     /// Copies the regular files of `manifests` that `cache/staged/` holds (named by
@@ -21,10 +38,13 @@ impl Client<'_> {
         cache: &Path,
         manifests: &[VerifiedManifest],
     ) -> Result<()> {
-        let from = cache.join("staged");
-        if !from.is_dir() {
+        let places: Vec<PathBuf> = [cache.join("staged"), self.swupd_cache(cache).join("staged")]
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .collect();
+        if places.is_empty() {
             self.observer.event(Event::Warning(format!(
-                "--statedir-cache {}: no staged/ directory there; downloading everything",
+                "--statedir-cache {}: no staged files there; downloading everything",
                 cache.display()
             )));
             return Ok(());
@@ -36,12 +56,15 @@ impl Client<'_> {
                 continue;
             }
             let name = entry.hash.to_hex();
-            let (src, dst) = (from.join(&name), staging.join(&name));
-            if std::fs::symlink_metadata(&dst).is_ok() {
-                continue;
-            }
-            if copy_object(&src, &dst, entry.etype).map_err(|e| Error::io(&src, e))? {
-                copied += 1;
+            let dst = staging.join(&name);
+            for from in &places {
+                if std::fs::symlink_metadata(&dst).is_ok() {
+                    break;
+                }
+                let src = from.join(&name);
+                if copy_object(&src, &dst, entry.etype).map_err(|e| Error::io(&src, e))? {
+                    copied += 1;
+                }
             }
         }
         self.info(format!(
@@ -50,6 +73,95 @@ impl Client<'_> {
         ));
         Ok(())
     }
+}
+
+impl Client<'_> {
+    /// swupd's cache directory for this client's content URL under `statedir`.
+    fn swupd_cache(&self, statedir: &Path) -> PathBuf {
+        swupd_url_dir(statedir, &self.chain.content().url(""))
+    }
+
+    /// Takes the MoM of `version` and the manifests it names from the swupd layout of the
+    /// state directory `cache` into this state directory's manifest cache, each only once
+    /// it has verified (the MoM against the trust store, a manifest against the MoM's
+    /// line). What is missing or does not verify is left to be downloaded, with a warning
+    /// for what does not verify.
+    pub(super) fn seed_manifests_from_cache(&self, cache: &Path, version: u32) {
+        let dir = self.swupd_cache(cache).join("manifest");
+        let mom_path = dir.join(version.to_string()).join("Manifest.MoM");
+        let Some((text, _)) = read_regular(&mom_path, limits::MOM_TEXT) else {
+            return;
+        };
+        let Some((sig, _)) = read_regular(&mom_path.with_extension("MoM.sig"), limits::SIGNATURE)
+        else {
+            return;
+        };
+        let mom = match self.chain.cached_mom(version, text, sig, &mom_path) {
+            Ok(mom) => mom,
+            Err(e) => {
+                self.observer.event(Event::Warning(format!(
+                    "--statedir-cache: {} is not used: {e}",
+                    mom_path.display()
+                )));
+                return;
+            }
+        };
+        let mut taken = 0usize;
+        let mut stored = match mom.signed_text() {
+            (text, Some(sig)) => self.cache.store_mom(version, text, sig),
+            (_, None) => return,
+        };
+        for line in mom.bundles() {
+            let path = dir
+                .join(line.version.to_string())
+                .join(format!("Manifest.{}", line.path));
+            let Some((text, md)) = read_regular(&path, limits::MANIFEST_TEXT) else {
+                continue;
+            };
+            let meta = Meta::from_metadata(&md);
+            let cached = CachedText {
+                text: text.clone(),
+                meta,
+            };
+            match self.chain.cached_manifest(&mom, &line.path, cached, &path) {
+                Ok(_) => {
+                    stored = stored.and_then(|()| {
+                        self.cache
+                            .store_manifest(&line.path, line.version, &text, &meta)
+                    });
+                    taken += 1;
+                }
+                Err(e) => self.observer.event(Event::Warning(format!(
+                    "--statedir-cache: {} is not used: {e}",
+                    path.display()
+                ))),
+            }
+        }
+        match stored {
+            Ok(()) => self.info(format!(
+                "The MoM of version {version} and {taken} manifests taken from the state directory cache {}",
+                cache.display()
+            )),
+            Err(e) => log::warn!("cannot keep the manifests of {}: {e}", cache.display()),
+        }
+    }
+}
+
+/// The bytes (at most `cap`) and metadata of the regular file `path`, read through one
+/// descriptor; `None` when it is missing, not a regular file, unreadable or too big.
+fn read_regular(path: &Path, cap: u64) -> Option<(Vec<u8>, std::fs::Metadata)> {
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let md = file.metadata().ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    let mut data = Vec::new();
+    file.take(cap + 1).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= cap).then_some((data, md))
 }
 
 /// Copies one staged object of type `etype` from `src` to `dst` through a temporary
