@@ -259,14 +259,11 @@ impl Scope {
         let all = FileSet::from_manifests(&manifests);
         let mut only = None;
         if !opts.bundles.is_empty() {
-            for b in &opts.bundles {
-                mom.bundle(b)
-                    .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
-                if !manifests.iter().any(|m| m.name() == b) {
-                    return Err(Error::NotInstalled(b.clone()));
-                }
-            }
-            let chosen = client.resolve(&mom, &opts.bundles, false)?;
+            let named = chosen_bundles(client, &mom, &manifests, opts)?;
+            let chosen = match named.is_empty() {
+                true => Vec::new(),
+                false => client.resolve(&mom, &named, false)?,
+            };
             only = Some(
                 chosen
                     .iter()
@@ -299,6 +296,44 @@ impl Scope {
             all,
             only,
         })
+    }
+}
+
+/// The `--bundles` to check, as swupd chooses them: a name that is not installed is
+/// skipped with a warning (none left: nothing is checked); a name this version does not
+/// have is named, and fails the command (exit 3) unless `--force` skips it too.
+fn chosen_bundles(
+    client: &Client,
+    mom: &VerifiedMom,
+    installed: &[VerifiedManifest],
+    opts: &Options,
+) -> Result<Vec<String>> {
+    let warn = |msg: String| client.observer().event(Event::Warning(msg));
+    let mut unknown = None;
+    let mut chosen = Vec::new();
+    for b in &opts.bundles {
+        if mom.bundle(b).is_none() {
+            warn(format!(
+                "bundle {b:?} is invalid or not in version {} (--force skips it)",
+                mom.version()
+            ));
+            unknown = Some(b.clone());
+        } else if !installed.iter().any(|m| m.name() == b) {
+            warn(format!("bundle {b:?} is not installed, skipping it"));
+        } else if !chosen.contains(b) {
+            chosen.push(b.clone());
+        }
+    }
+    match unknown {
+        Some(b) if !opts.force => Err(Error::UnknownBundle(b)),
+        _ => {
+            if chosen.is_empty() {
+                client.observer().event(Event::Info(
+                    "no installed bundle was named, nothing to check".into(),
+                ));
+            }
+            Ok(chosen)
+        }
     }
 }
 
