@@ -45,7 +45,7 @@ pub struct Options {
     pub version: Option<u32>,
     /// Only the entries of these installed bundles (and their includes); empty: all.
     pub bundles: Vec<String>,
-    /// Only this manifest path.
+    /// Only this manifest path, and for a directory everything under it.
     pub file: Option<String>,
     /// Only look for missing entries (no hashing, no deleted or extra entries).
     pub quick: bool,
@@ -54,7 +54,7 @@ pub struct Options {
     /// swupd's `--extra-files-only`: only the `picky` search; tracked entries are not
     /// checked (so repair only removes extras).
     pub extra_files_only: bool,
-    /// Where `picky` looks.
+    /// Where `picky` looks (the CLI makes it `file` when only that is given, as swupd).
     pub picky_tree: String,
     /// Path prefixes `picky` leaves alone.
     pub picky_whitelist: Vec<String>,
@@ -257,7 +257,7 @@ impl Scope {
         });
         let manifests = client.resolve(&mom, &installed, false)?;
         let all = FileSet::from_manifests(&manifests);
-        let mut only = None;
+        let mut only: Option<BTreeSet<String>> = None;
         if !opts.bundles.is_empty() {
             let named = chosen_bundles(client, &mom, &manifests, opts)?;
             let chosen = match named.is_empty() {
@@ -273,21 +273,16 @@ impl Scope {
             );
         }
         if let Some(file) = &opts.file {
+            // As swupd: the path itself and, for a directory, everything under it; a path
+            // no manifest lists checks nothing (only --picky may find it extra).
             manifest::validate_path(file).map_err(Error::Usage)?;
-            let listed = all.get(file).is_some()
-                && only
-                    .as_ref()
-                    .is_none_or(|o: &BTreeSet<String>| o.contains(file));
-            if !listed && !opts.picky {
-                return Err(Error::Usage(format!(
-                    "{file} is not listed in the manifests checked (--picky reports it as extra)"
-                )));
-            }
-            only = Some(if listed {
-                BTreeSet::from([file.clone()])
-            } else {
-                BTreeSet::new()
-            });
+            let chosen = all
+                .entries()
+                .filter(|e| is_under(&e.path, file))
+                .filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.path)))
+                .map(|e| e.path.clone())
+                .collect();
+            only = Some(chosen);
         }
         Ok(Scope {
             mom,
@@ -337,6 +332,12 @@ fn chosen_bundles(
     }
 }
 
+/// True when `path` is `top` or lies below it (never a partial name: /ba is not above /bar).
+fn is_under(path: &str, top: &str) -> bool {
+    path.strip_prefix(top)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// `diagnose`: checks the root against the verified manifests of its installed bundles.
 /// Changes nothing; the caller holds the lock so no update runs meanwhile.
 pub fn diagnose(client: &Client, opts: &Options) -> Result<Report> {
@@ -363,9 +364,7 @@ fn scan(client: &Client, opts: &Options) -> Result<(Report, Scope)> {
         findings: check::entries(client, &entries, opts.quick),
     };
     if opts.picky && !opts.quick {
-        report
-            .findings
-            .extend(picky::extras(client, &scope.all, opts)?);
+        report.findings.extend(picky::extras(client, &scope, opts)?);
     }
     if opts.images {
         let images = images::check(client, &scope.installed)?;
