@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use crate::chain::{VerifiedManifest, VerifiedMom};
 use crate::client::{Client, OS_CORE};
+use crate::format::Format;
 use crate::hash::{Hash, Kind, Meta};
 use crate::manifest::{self, EntryType};
 use crate::plan::FileSet;
@@ -242,19 +243,32 @@ impl Scope {
             None => client.current_version()?,
         };
         let mom = client.verified_mom(version)?;
+        same_format(client, &mom, opts.force)?;
         let mut installed = client.installed_bundles()?;
         if installed.is_empty() {
             installed.push(OS_CORE.to_string());
         }
+        // An installed bundle the version lacks is refused (3) unless --force skips it, as
+        // swupd: unchecked, its files would be extras to --picky, which removes them.
+        let mut unknown = None;
         installed.retain(|b| {
             let known = mom.bundle(b).is_some();
             if !known {
                 client.observer().event(Event::Warning(format!(
-                    "bundle {b} is installed but not in version {version}; not checked"
+                    "bundle {b} is installed but not in version {version}; {}",
+                    if opts.force {
+                        "not checked (--force)"
+                    } else {
+                        "--force skips it"
+                    }
                 )));
+                unknown = Some(b.clone());
             }
             known
         });
+        if let (Some(b), false) = (unknown, opts.force) {
+            return Err(Error::UnknownBundle(b));
+        }
         let manifests = client.resolve(&mom, &installed, false)?;
         let all = FileSet::from_manifests(&manifests);
         let mut only: Option<BTreeSet<String>> = None;
@@ -330,6 +344,32 @@ fn chosen_bundles(
             Ok(chosen)
         }
     }
+}
+
+/// Refuses (14) a release in another format than the client's, as swupd: its content
+/// may mean something else to this client. `--force` checks it anyway, with a warning.
+fn same_format(client: &Client, mom: &VerifiedMom, force: bool) -> Result<()> {
+    let Format::Number(ours) = client.settings().format else {
+        return Ok(()); // staging: whatever format the server stages
+    };
+    if mom.format() == ours {
+        return Ok(());
+    }
+    let reason = format!(
+        "it is in format {}, this client follows format {ours}",
+        mom.format()
+    );
+    if !force {
+        return Err(Error::BadRelease {
+            version: mom.version(),
+            reason: format!("{reason} (--force checks it anyway)"),
+        });
+    }
+    client.observer().event(Event::Warning(format!(
+        "version {}: {reason}; checked anyway (--force)",
+        mom.version()
+    )));
+    Ok(())
 }
 
 /// True when `path` is `top` or lies below it (never a partial name: /ba is not above /bar).
