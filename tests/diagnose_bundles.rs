@@ -158,3 +158,29 @@ fn an_entry_marked_deleted_that_keeps_its_hash_reads_as_deleted() {
     );
     exits(&w.chainup(&["diagnose"]), 0);
 }
+
+#[test]
+fn bundle_add_installs_a_bundle_the_installed_os_core_came_to_include() {
+    // As swupd's DIA014/REP032: os-core is installed, then its release is re-signed with
+    // an `includes:` of editors, which the root does not hold.
+    let w = World::new();
+    std::fs::write(
+        &w.bundles_toml,
+        "[bundles.os-core]\n[bundles.editors]\n[bundles.devtools]\n",
+    )
+    .unwrap();
+    w.sample(10);
+    ok(w.publish(10, &[]));
+    ok(w.chainup(&["os-install", "-V", "10"]));
+    w.resign_manifest(10, "os-core", |text| {
+        let (header, body) = text.split_once("\n\n").unwrap();
+        format!("{header}\nincludes:\teditors\n\n{body}")
+    });
+    // The cached MoM would hide the new one.
+    std::fs::remove_dir_all(&w.state).unwrap();
+    assert!(!at(&w, "/usr/bin/vim").exists());
+    exits(&w.chainup(&["bundle-add", "editors"]), 0);
+    assert_eq!(std::fs::read(at(&w, "/usr/bin/vim")).unwrap(), b"vim\n");
+    assert!(at(&w, "/usr/share/clear/bundles/editors").exists());
+    exits(&w.chainup(&["diagnose"]), 0);
+}
