@@ -108,6 +108,11 @@ impl VerifiedMom {
         self.manifest.header.timestamp
     }
 
+    /// The content format its header names.
+    pub fn format(&self) -> u32 {
+        self.manifest.header.format
+    }
+
     /// The M line of a bundle.
     pub fn bundle(&self, name: &str) -> Option<&Entry> {
         self.manifest.entries.iter().find(|e| e.path == name)

@@ -534,6 +534,12 @@ impl<'o> Client<'o> {
         }
         let old_manifests = self.resolve(&mom, &installed, false)?;
         let added = self.resolve(&mom, &fresh, !skip_optional)?;
+        // Only the bundles the root holds: an include of an installed bundle that is not
+        // installed itself (the release added the include later) has no files there yet.
+        let old_manifests: Vec<_> = old_manifests
+            .into_iter()
+            .filter(|m| installed.iter().any(|b| b == m.name()))
+            .collect();
         let space = added
             .iter()
             .filter(|m| !old_manifests.iter().any(|o| o.name() == m.name()))

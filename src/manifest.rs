@@ -542,7 +542,7 @@ impl Parser {
             line: n,
             reason: format!("version {r}"),
         })?;
-        let entry = Entry {
+        let mut entry = Entry {
             etype,
             status,
             modifier,
@@ -551,6 +551,12 @@ impl Parser {
             version,
             path: path.to_string(),
         };
+        // swupd's generators mark entries deleted or ghosted without always zeroing the
+        // hash, and swupd never reads it; dropping it here keeps "not present, zero hash"
+        // true for everything downstream.
+        if !entry.is_present() {
+            entry.hash = Hash::ZERO;
+        }
         self.check_entry(n, &entry)?;
         Ok(entry)
     }
@@ -570,10 +576,8 @@ impl Parser {
         if e.status == Status::Experimental && e.etype != EntryType::Manifest {
             return bad("only M lines can be experimental".into());
         }
-        match (e.is_present(), e.hash.is_zero()) {
-            (true, true) => return bad(format!("{:?} is present but has the zero hash", e.path)),
-            (false, false) => return bad(format!("{:?} is deleted but has a hash", e.path)),
-            _ => {}
+        if e.is_present() && e.hash.is_zero() {
+            return bad(format!("{:?} is present but has the zero hash", e.path));
         }
         if e.is_present() && e.etype == EntryType::Unset {
             return bad(format!("{:?} is present but has no type", e.path));

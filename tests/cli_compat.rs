@@ -486,12 +486,17 @@ fn update_status_keepcache_3rd_party_and_search_index() {
     assert!(stdout(&out).contains("Time spent:"), "{}", stdout(&out));
     let out = swupd(&w, &["update", "--status"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
-    // diagnose -V latest checks against the server's latest, not the installed version.
+    // verify -V latest checks against the server's latest, not the installed version;
+    // diagnose and repair refuse `latest`, as swupd does.
     w.derive(20, 30);
     w.change_hello(30);
     ok(w.publish(30, &[]));
     ok(swupd(&w, &["diagnose", "-V", "20"]));
-    let out = swupd(&w, &["diagnose", "-V", "latest"]);
+    for cmd in ["diagnose", "repair"] {
+        let out = swupd(&w, &[cmd, "--version=latest"]);
+        assert_eq!(code(&out), 15, "{}", text(&out));
+    }
+    let out = swupd(&w, &["verify", "-V", "latest"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(stdout(&out).contains("/usr/bin/hello"), "{}", stdout(&out));
 }

@@ -277,7 +277,7 @@ pub struct CheckArgs {
     /// Only these installed bundles and what they include, comma-separated
     #[arg(short = 'B', long, value_delimiter = ',')]
     pub bundles: Vec<String>,
-    /// Only this path
+    /// Only this path: a file, or a directory and everything under it
     #[arg(long, value_name = "PATH")]
     pub file: Option<String>,
     /// Only look for missing entries (no hashing)
@@ -289,9 +289,9 @@ pub struct CheckArgs {
     /// Like --picky, but only that: tracked entries are not checked
     #[arg(long, conflicts_with_all = ["picky", "quick", "bundles"])]
     pub extra_files_only: bool,
-    /// Where --picky looks
-    #[arg(short = 'X', long, value_name = "PATH", default_value = crate::diagnose::DEFAULT_PICKY_TREE)]
-    pub picky_tree: String,
+    /// Where --picky looks (default: the --file path if given, else /usr)
+    #[arg(short = 'X', long, value_name = "PATH")]
+    pub picky_tree: Option<String>,
     /// Path prefixes --picky leaves alone, comma-separated (plain prefixes, not regexes)
     #[arg(
         short = 'w',
@@ -319,7 +319,9 @@ impl CheckArgs {
             quick: self.quick,
             picky: self.picky || self.extra_files_only,
             extra_files_only: self.extra_files_only,
-            picky_tree: self.picky_tree.clone(),
+            // As swupd: --file is where --picky looks unless --picky-tree says otherwise.
+            picky_tree: (self.picky_tree.as_ref().or(self.file.as_ref()))
+                .map_or_else(|| crate::diagnose::DEFAULT_PICKY_TREE.into(), Clone::clone),
             picky_whitelist: self.picky_whitelist.clone(),
             force: self.force,
             images: self.images,

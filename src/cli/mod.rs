@@ -230,7 +230,11 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
                 true => Some(client.lock()?),
                 false => None,
             };
-            check::diagnose(client, &swupd_compat::check_options(client, args)?, out)
+            check::diagnose(
+                client,
+                &swupd_compat::check_options(client, cmd, args)?,
+                out,
+            )
         }
         Command::Repair(args)
         | Command::Verify {
@@ -238,7 +242,12 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
             check: args,
         } => {
             let _lock = client.lock()?;
-            check::repair(client, &swupd_compat::check_options(client, args)?, g, out)
+            check::repair(
+                client,
+                &swupd_compat::check_options(client, cmd, args)?,
+                g,
+                out,
+            )
         }
         Command::BundleInfo(a) => commands::bundle_info(client, a, out),
         Command::SearchFile(a) => commands::search_file(client, a, out),

@@ -61,12 +61,23 @@ impl super::Global {
     }
 }
 
-/// diagnose's and repair's options, with `-V latest` read as the server's latest
-/// version (as swupd's verify), not the installed one.
+/// diagnose's, repair's and verify's options, refused as swupd refuses them: `-V latest`
+/// for diagnose and repair (they check against a version named, or the installed one),
+/// `--bundles` with `--picky` for diagnose. verify (chainup's legacy alias) reads
+/// `-V latest` as the server's latest version.
 pub fn check_options(
     client: &crate::client::Client,
+    command: &super::args::Command,
     args: &super::args::CheckArgs,
 ) -> crate::Result<crate::diagnose::Options> {
+    use super::args::Command;
+    let usage = |msg: &str| Err(crate::Error::Usage(msg.into()));
+    if args.version == Some(Requested::Latest) && !matches!(command, Command::Verify { .. }) {
+        return usage("'latest' is not supported for --version of diagnose and repair");
+    }
+    if matches!(command, Command::Diagnose(_)) && args.picky && !args.bundles.is_empty() {
+        return usage("--bundles and --picky options are mutually exclusive");
+    }
     let mut opts = args.options();
     if args.version == Some(Requested::Latest) {
         opts.version = Some(client.chain().latest()?);

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use crate::chain::{VerifiedManifest, VerifiedMom};
 use crate::client::{Client, OS_CORE};
+use crate::format::Format;
 use crate::hash::{Hash, Kind, Meta};
 use crate::manifest::{self, EntryType};
 use crate::plan::FileSet;
@@ -45,7 +46,7 @@ pub struct Options {
     pub version: Option<u32>,
     /// Only the entries of these installed bundles (and their includes); empty: all.
     pub bundles: Vec<String>,
-    /// Only this manifest path.
+    /// Only this manifest path, and for a directory everything under it.
     pub file: Option<String>,
     /// Only look for missing entries (no hashing, no deleted or extra entries).
     pub quick: bool,
@@ -54,7 +55,7 @@ pub struct Options {
     /// swupd's `--extra-files-only`: only the `picky` search; tracked entries are not
     /// checked (so repair only removes extras).
     pub extra_files_only: bool,
-    /// Where `picky` looks.
+    /// Where `picky` looks (the CLI makes it `file` when only that is given, as swupd).
     pub picky_tree: String,
     /// Path prefixes `picky` leaves alone.
     pub picky_whitelist: Vec<String>,
@@ -242,31 +243,41 @@ impl Scope {
             None => client.current_version()?,
         };
         let mom = client.verified_mom(version)?;
+        same_format(client, &mom, opts.force)?;
         let mut installed = client.installed_bundles()?;
         if installed.is_empty() {
             installed.push(OS_CORE.to_string());
         }
+        // An installed bundle the version lacks is refused (3) unless --force skips it, as
+        // swupd: unchecked, its files would be extras to --picky, which removes them.
+        let mut unknown = None;
         installed.retain(|b| {
             let known = mom.bundle(b).is_some();
             if !known {
                 client.observer().event(Event::Warning(format!(
-                    "bundle {b} is installed but not in version {version}; not checked"
+                    "bundle {b} is installed but not in version {version}; {}",
+                    if opts.force {
+                        "not checked (--force)"
+                    } else {
+                        "--force skips it"
+                    }
                 )));
+                unknown = Some(b.clone());
             }
             known
         });
+        if let (Some(b), false) = (unknown, opts.force) {
+            return Err(Error::UnknownBundle(b));
+        }
         let manifests = client.resolve(&mom, &installed, false)?;
         let all = FileSet::from_manifests(&manifests);
-        let mut only = None;
+        let mut only: Option<BTreeSet<String>> = None;
         if !opts.bundles.is_empty() {
-            for b in &opts.bundles {
-                mom.bundle(b)
-                    .ok_or_else(|| Error::UnknownBundle(b.clone()))?;
-                if !manifests.iter().any(|m| m.name() == b) {
-                    return Err(Error::NotInstalled(b.clone()));
-                }
-            }
-            let chosen = client.resolve(&mom, &opts.bundles, false)?;
+            let named = chosen_bundles(client, &mom, &manifests, opts)?;
+            let chosen = match named.is_empty() {
+                true => Vec::new(),
+                false => client.resolve(&mom, &named, false)?,
+            };
             only = Some(
                 chosen
                     .iter()
@@ -276,21 +287,16 @@ impl Scope {
             );
         }
         if let Some(file) = &opts.file {
+            // As swupd: the path itself and, for a directory, everything under it; a path
+            // no manifest lists checks nothing (only --picky may find it extra).
             manifest::validate_path(file).map_err(Error::Usage)?;
-            let listed = all.get(file).is_some()
-                && only
-                    .as_ref()
-                    .is_none_or(|o: &BTreeSet<String>| o.contains(file));
-            if !listed && !opts.picky {
-                return Err(Error::Usage(format!(
-                    "{file} is not listed in the manifests checked (--picky reports it as extra)"
-                )));
-            }
-            only = Some(if listed {
-                BTreeSet::from([file.clone()])
-            } else {
-                BTreeSet::new()
-            });
+            let chosen = all
+                .entries()
+                .filter(|e| is_under(&e.path, file))
+                .filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.path)))
+                .map(|e| e.path.clone())
+                .collect();
+            only = Some(chosen);
         }
         Ok(Scope {
             mom,
@@ -300,6 +306,76 @@ impl Scope {
             only,
         })
     }
+}
+
+/// The `--bundles` to check, as swupd chooses them: a name that is not installed is
+/// skipped with a warning (none left: nothing is checked); a name this version does not
+/// have is named, and fails the command (exit 3) unless `--force` skips it too.
+fn chosen_bundles(
+    client: &Client,
+    mom: &VerifiedMom,
+    installed: &[VerifiedManifest],
+    opts: &Options,
+) -> Result<Vec<String>> {
+    let warn = |msg: String| client.observer().event(Event::Warning(msg));
+    let mut unknown = None;
+    let mut chosen = Vec::new();
+    for b in &opts.bundles {
+        if mom.bundle(b).is_none() {
+            warn(format!(
+                "bundle {b:?} is invalid or not in version {} (--force skips it)",
+                mom.version()
+            ));
+            unknown = Some(b.clone());
+        } else if !installed.iter().any(|m| m.name() == b) {
+            warn(format!("bundle {b:?} is not installed, skipping it"));
+        } else if !chosen.contains(b) {
+            chosen.push(b.clone());
+        }
+    }
+    match unknown {
+        Some(b) if !opts.force => Err(Error::UnknownBundle(b)),
+        _ => {
+            if chosen.is_empty() {
+                client.observer().event(Event::Info(
+                    "no installed bundle was named, nothing to check".into(),
+                ));
+            }
+            Ok(chosen)
+        }
+    }
+}
+
+/// Refuses (14) a release in another format than the client's, as swupd: its content
+/// may mean something else to this client. `--force` checks it anyway, with a warning.
+fn same_format(client: &Client, mom: &VerifiedMom, force: bool) -> Result<()> {
+    let Format::Number(ours) = client.settings().format else {
+        return Ok(()); // staging: whatever format the server stages
+    };
+    if mom.format() == ours {
+        return Ok(());
+    }
+    let reason = format!(
+        "it is in format {}, this client follows format {ours}",
+        mom.format()
+    );
+    if !force {
+        return Err(Error::BadRelease {
+            version: mom.version(),
+            reason: format!("{reason} (--force checks it anyway)"),
+        });
+    }
+    client.observer().event(Event::Warning(format!(
+        "version {}: {reason}; checked anyway (--force)",
+        mom.version()
+    )));
+    Ok(())
+}
+
+/// True when `path` is `top` or lies below it (never a partial name: /ba is not above /bar).
+fn is_under(path: &str, top: &str) -> bool {
+    path.strip_prefix(top)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// `diagnose`: checks the root against the verified manifests of its installed bundles.
@@ -328,9 +404,7 @@ fn scan(client: &Client, opts: &Options) -> Result<(Report, Scope)> {
         findings: check::entries(client, &entries, opts.quick),
     };
     if opts.picky && !opts.quick {
-        report
-            .findings
-            .extend(picky::extras(client, &scope.all, opts)?);
+        report.findings.extend(picky::extras(client, &scope, opts)?);
     }
     if opts.images {
         let images = images::check(client, &scope.installed)?;

@@ -2,15 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Finding, Options, Problem};
+use super::{Finding, Options, Problem, Scope};
 use crate::client::Client;
-use crate::manifest;
-use crate::plan::FileSet;
+use crate::manifest::{self, Status};
 use crate::{Error, Result};
 
-/// Untracked entries under `opts.picky_tree` (or just `opts.file`), in path order, not
-/// following symlinks, skipping the whitelist and the state directory.
-pub(super) fn extras(client: &Client, all: &FileSet, opts: &Options) -> Result<Vec<Finding>> {
+/// Untracked entries under `opts.picky_tree` (the tree itself when it is not a
+/// directory), in path order, not following symlinks, skipping the whitelist and the state
+/// directory. An entry the manifests mark deleted is untracked too, unless the tracked
+/// check already looked at it (it is reported there, as not deleted); a ghosted one is
+/// tracked (swupd leaves it to whoever manages it).
+pub(super) fn extras(client: &Client, scope: &Scope, opts: &Options) -> Result<Vec<Finding>> {
     let tree = opts.picky_tree.trim_end_matches('/');
     manifest::validate_path(tree).map_err(|e| Error::Usage(format!("--picky-tree: {e}")))?;
     let root = client.root();
@@ -25,18 +27,24 @@ pub(super) fn extras(client: &Client, all: &FileSet, opts: &Options) -> Result<V
         };
         opts.picky_whitelist.iter().any(|p| under(p)) || state.as_deref().is_some_and(under)
     };
-    let listed = |path: &str| all.get(path).is_some();
-    let mut out = Vec::new();
-    if let Some(file) = &opts.file {
-        let inside = file.strip_prefix(tree).is_some_and(|r| r.starts_with('/'));
-        if inside && !skip(file) && !listed(file) && root.lstat(file)?.is_some() {
-            out.push(Finding::new(file, Problem::Extra, None));
+    let listed = |path: &str| match scope.all.get(path) {
+        None => false,
+        Some(e) if e.status == Status::Deleted => {
+            !opts.extra_files_only && scope.only.as_ref().is_none_or(|o| o.contains(path))
         }
-        return Ok(out);
-    }
-    // A picky tree that is itself a symlink or missing holds nothing to walk.
+        Some(_) => true,
+    };
+    let mut out = Vec::new();
+    // A tree that is a file or a symlink is the one entry to look at; a missing one, or
+    // one behind a symlinked parent, holds nothing.
     match root.lstat(tree) {
         Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+        Ok(Some(_)) => {
+            if !skip(tree) && !listed(tree) {
+                out.push(Finding::new(tree, Problem::Extra, None));
+            }
+            return Ok(out);
+        }
         _ => return Ok(out),
     }
     let walk = walkdir::WalkDir::new(root.host_path(tree))

@@ -50,6 +50,8 @@ pub fn repair(client: &Client, opts: &Options) -> Result<Repaired> {
     client.settle(opts.version.or(current))?;
     if let (Some(now), Some(to)) = (current, opts.version) {
         if now != to && !(opts.force || opts.picky) {
+            // swupd refuses a release in another format first (14), then the version (15).
+            super::same_format(client, &client.verified_mom(to)?, false)?;
             return Err(Error::Usage(format!(
                 "the root holds version {now}; repairing to version {to} needs --force or --picky"
             )));

@@ -272,16 +272,17 @@ impl Source {
         }
         match self.open(rel, limit) {
             Ok(download) => Ok(Some(download)),
-            Err(Error::Download { reason, .. })
-                if reason == "not found"
-                    || reason.starts_with("HTTP 404")
-                    || reason.starts_with("HTTP 410") =>
-            {
-                Ok(None)
-            }
+            Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// True when `e` is the server saying the object does not exist (HTTP 404 or 410, a
+/// missing file), not a failure to reach or read it.
+pub fn is_absent(e: &Error) -> bool {
+    matches!(e, Error::Download { reason, .. }
+        if reason == "not found" || reason.starts_with("HTTP 404") || reason.starts_with("HTTP 410"))
 }
 
 /// Refuses relative paths that could step outside the base or change the URL's meaning.
