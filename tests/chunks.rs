@@ -623,3 +623,78 @@ fn chunked_update_between_loop_device_slots() {
     t.write_config(Path::new(&a), Path::new(&b), "");
     update_reuses_the_running_slot(&t, Path::new(&a), Path::new(&b));
 }
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn publishing_images_twice_gives_the_same_bytes() {
+    // The core image's fullfile is compressed by several threads while the image is
+    // chunked (above 32 MiB, as CORE_SIZE is): the webroot must not depend on thread timing.
+    let w = World::new();
+    std::fs::write(
+        &w.bundles_toml,
+        format!("{BUNDLES}\n[bundles.core-image]\n"),
+    )
+    .unwrap();
+    let images = w.dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    w.sample(10);
+    w.derive(10, 20);
+    for (v, core) in [(10, core10()), (20, core20())] {
+        std::fs::write(images.join(format!("core{v}")), core).unwrap();
+        std::fs::write(images.join(format!("efi{v}")), efi(v)).unwrap();
+    }
+    let publish_all = || {
+        for v in [10, 20] {
+            let (c, e) = (
+                images.join(format!("core{v}")),
+                images.join(format!("efi{v}")),
+            );
+            ok(w.publish_images(v, "core-image", &c, &e));
+        }
+        snapshot(&w.web)
+    };
+    let first = publish_all();
+    let core20_full = format!("20/files/{}.tar", image_hash(&core20()));
+    assert!(
+        first.contains_key(Path::new(&core20_full)),
+        "no {core20_full}"
+    );
+    std::fs::remove_dir_all(&w.web).unwrap();
+    let second = publish_all();
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    // Signatures are left out: openssl's CMS signature carries its signing time.
+    let differ: Vec<_> = first
+        .iter()
+        .filter(|(path, bytes)| second[*path] != **bytes)
+        .map(|(path, _)| path.display().to_string())
+        .filter(|p| !p.ends_with(".sig"))
+        .collect();
+    assert!(differ.is_empty(), "differ: {differ:?}");
+    // The fullfile holds the image (the client's own reader, as an old client's would).
+    let plain = chainup::archive::decompress(&first[Path::new(&core20_full)][..]).unwrap();
+    let mut tar = tar::Archive::new(plain);
+    let mut entry = tar.entries().unwrap().next().unwrap().unwrap();
+    let mut got = Vec::new();
+    entry.read_to_end(&mut got).unwrap();
+    assert!(got == core20(), "the fullfile holds another image");
+}

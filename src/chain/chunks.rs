@@ -11,11 +11,14 @@
 //! `/core` line ([`crate::chain::CopyCheck::prove`]), as a full image's copy is: a bug in
 //! this module can make an update fail, never install a wrong image.
 //!
-//! Pipeline: worker threads take the chunks in image order, at most [`WINDOW`] ahead of
-//! the assembler (bounded memory: [`WINDOW`] chunks of at most [`chunks::MAX`] bytes), and
-//! fetch each one (seed read, read of the slot being written, or download, decompress); the
-//! assembler thread copies them in order into large aligned blocks and sends the blocks to
-//! the writer.
+//! Pipeline: the chunks are grouped into pieces: a run of chunks that lie one after the
+//! other in the seed too (most of an image that changed little) up to [`RUN_MAX`] bytes,
+//! or one chunk from elsewhere. Worker threads take the pieces in image order, at most
+//! [`WINDOW`] ahead of the assembler (bounded memory: [`WINDOW`] pieces of at most
+//! [`RUN_MAX`] bytes), and fetch each one: a seed run with one read into a recycled
+//! buffer, each of its chunks hashed in place; another chunk by a read of the slot being
+//! written, or a download and decompression. The assembler thread copies the pieces in
+//! order into large aligned blocks and sends the blocks to the writer.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
 use super::image::{Msg, IN_FLIGHT};
 use super::{Block, Chain, ImageStream, IMAGE_BUF};
@@ -37,9 +42,13 @@ use crate::manifest::{Entry, ImageKind};
 use crate::source::{download_error, Source};
 use crate::{Error, Result};
 
-/// Chunks fetched ahead of the assembler, at most: 64 × 256 KiB = 16 MiB at worst, and
+/// Pieces fetched ahead of the assembler, at most: 32 × 512 KiB = 16 MiB at worst, and
 /// enough to keep the download workers busy while the writer waits for the disk.
-const WINDOW: usize = 64;
+const WINDOW: usize = 32;
+
+/// Bytes of a seed run at most: one read and one hand-over instead of eight of an average
+/// chunk (the syscalls, allocations and wake-ups per chunk cost more than the copy).
+const RUN_MAX: usize = 512 << 10;
 
 /// Chunk workers at most, whatever `-W` says: each thread gets its own malloc arena, which
 /// keeps the chunk buffers it freed, so peak memory grows with the count (15 workers took
@@ -229,7 +238,9 @@ impl Chain {
         let (spare, spare_rx) = sync_channel(IN_FLIGHT + 2);
         let job = Job {
             content: self.content.clone(),
+            pieces: pieces(&plan.ops),
             ops: plan.ops,
+            pool: Mutex::default(),
             reads,
             transfer,
             queue: Queue::default(),
@@ -312,10 +323,42 @@ impl Queue {
     }
 }
 
+/// The ops of one piece: a range of `Job::ops`.
+type Piece = std::ops::Range<usize>;
+
+/// Groups `ops` into pieces: runs of seed chunks that follow each other in the seed, up to
+/// [`RUN_MAX`] bytes, and single other chunks.
+fn pieces(ops: &[Op]) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::new();
+    let mut run_end = None::<u64>;
+    let mut run_len = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        let len = op.chunk.len as usize;
+        match (op.from, run_end, out.last_mut()) {
+            (Origin::Seed(at), Some(end), Some(last)) if at == end && run_len + len <= RUN_MAX => {
+                last.end = i + 1;
+                run_len += len;
+            }
+            _ => {
+                out.push(i..i + 1);
+                run_len = len;
+            }
+        }
+        run_end = match op.from {
+            Origin::Seed(at) => Some(at + len as u64),
+            Origin::Store => None,
+        };
+    }
+    out
+}
+
 /// Everything the chunk threads share.
 struct Job {
     content: Source,
     ops: Vec<Op>,
+    pieces: Vec<Piece>,
+    /// Seed-run buffers the assembler is done with, for the workers to read into again.
+    pool: Mutex<Vec<Vec<u8>>>,
     reads: SlotReads,
     transfer: Arc<Transfer>,
     queue: Queue,
@@ -332,7 +375,16 @@ impl Job {
         spare: &Receiver<Block>,
     ) -> Result<()> {
         std::thread::scope(|s| {
-            for n in 0..workers.min(MAX_WORKERS).min(self.ops.len().max(1)) {
+            if let Err(e) = posix_fadvise(
+                &self.reads.seed,
+                0,
+                0,
+                PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+            ) {
+                // Only a hint for the readahead of the seed: its reads work without it.
+                log::debug!("no readahead hint for the seed: {e}");
+            }
+            for n in 0..workers.min(MAX_WORKERS).min(self.pieces.len().max(1)) {
                 let spawned = std::thread::Builder::new()
                     .name(format!("image-chunk-{n}"))
                     .spawn_scoped(s, || self.work());
@@ -356,7 +408,7 @@ impl Job {
     ) -> Result<()> {
         let mut block = spare.try_recv().unwrap_or_default();
         let mut filled = 0usize;
-        for i in 0..self.ops.len() {
+        for i in 0..self.pieces.len() {
             let data = self.queue.get(i)?;
             let mut rest = &data[..];
             while !rest.is_empty() {
@@ -374,6 +426,7 @@ impl Job {
                     filled = 0;
                 }
             }
+            self.recycle(data);
         }
         if filled > 0 {
             block.fill(filled);
@@ -392,16 +445,66 @@ impl Job {
         Ok(())
     }
 
-    /// A worker: fetches chunks until there are none left or the assembly stopped.
+    /// Keeps a seed-run buffer for another run; the pool never holds more than the window.
+    fn recycle(&self, mut data: Vec<u8>) {
+        if data.capacity() >= RUN_MAX {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < WINDOW {
+                data.clear();
+                pool.push(data);
+            }
+        }
+    }
+
+    /// A worker: fetches pieces until there are none left or the assembly stopped.
     fn work(&self) {
-        while let Some(i) = self.queue.take(self.ops.len()) {
-            let data = self.fetch(&self.ops[i]);
+        while let Some(i) = self.queue.take(self.pieces.len()) {
+            let piece = self.pieces[i].clone();
+            let data = if piece.len() == 1 {
+                self.fetch(&self.ops[piece.start])
+            } else {
+                self.fetch_run(&self.ops[piece])
+            };
             let failed = data.is_err();
             self.queue.put(i, data);
             if failed {
                 return;
             }
         }
+    }
+
+    /// A run of chunks that follow each other in the seed, verified: one read of the seed,
+    /// each chunk hashed where it landed; one that does not match is fetched on its own
+    /// (downloaded) into its place.
+    fn fetch_run(&self, run: &[Op]) -> Result<Vec<u8>> {
+        let Origin::Seed(start) = run[0].from else {
+            unreachable!("runs are made of seed chunks")
+        };
+        let total: usize = run.iter().map(|o| o.chunk.len as usize).sum();
+        let taken = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buf = taken.unwrap_or_else(|| Vec::with_capacity(RUN_MAX));
+        // Recycled buffers are cleared: only a new one's bytes are zeroed here, once.
+        buf.resize(total, 0);
+        if self.reads.seed.read_exact_at(&mut buf, start).is_err() {
+            // A seed shorter than its index says: each chunk on its own, downloaded.
+            buf.clear();
+            for op in run {
+                buf.extend_from_slice(&self.fetch(op)?);
+            }
+            return Ok(buf);
+        }
+        let mut at = 0usize;
+        for op in run {
+            let len = op.chunk.len as usize;
+            let piece = &mut buf[at..at + len];
+            if chunk_id(piece) == op.chunk.id {
+                self.transfer.seed.fetch_add(len as u64, Relaxed);
+            } else {
+                piece.copy_from_slice(&self.fetch(op)?);
+            }
+            at += len;
+        }
+        Ok(buf)
     }
 
     /// One chunk, verified: from the seed if it still matches, else from the slot being
@@ -503,7 +606,34 @@ mod tests {
         assert_eq!(from, [Origin::Store, Origin::Seed(100), Origin::Seed(200)]);
         assert_eq!(plan.seed_bytes(), 200);
         assert_eq!(plan.ops[2].at, 150);
+        // The two seed chunks follow each other in the seed too: one run.
+        assert_eq!(pieces(&plan.ops), [0..1, 1..3]);
         let none = ChunkPlan::new(&index(&new, &[50, 150]), None);
         assert_eq!(none.seed_bytes(), 0);
+    }
+
+    #[test]
+    fn runs_follow_the_seed_and_stop_at_their_size() {
+        let chunk = |n: u8, len: u32| Chunk {
+            id: Hash([n; 32]),
+            len,
+        };
+        let op = |n: u8, len: u32, from: Origin| Op {
+            chunk: chunk(n, len),
+            at: 0,
+            from,
+        };
+        let big = (RUN_MAX / 2) as u32;
+        let ops = [
+            op(1, 10, Origin::Seed(0)),
+            op(2, 20, Origin::Seed(10)),
+            op(3, 5, Origin::Seed(500)), // elsewhere in the seed: a new run
+            op(4, 7, Origin::Store),
+            op(5, big, Origin::Seed(505)), // after a download: a new run
+            op(6, big, Origin::Seed(505 + u64::from(big))),
+            op(7, 1, Origin::Seed(505 + 2 * u64::from(big))), // over RUN_MAX: a new run
+        ];
+        assert_eq!(pieces(&ops), [0..2, 2..3, 3..4, 4..6, 6..7]);
+        assert!(pieces(&[]).is_empty());
     }
 }

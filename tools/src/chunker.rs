@@ -8,9 +8,10 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chainup::chunks::{self, chunk_id, Chunk, Delta, Index};
 use chainup::hash::{hash_bytes, Hash, Meta};
 use chainup::limits;
@@ -18,6 +19,8 @@ use chainup::manifest::{Entry, ImageKind, Manifest};
 use fastcdc::v2020::StreamCDC;
 use rayon::prelude::*;
 
+use crate::fullfile::{self, Compression};
+use crate::tee;
 use crate::tree::{self, Item, Source};
 use crate::webroot::{write_atomic, Layout};
 
@@ -37,17 +40,32 @@ pub struct Stats {
     pub stored_bytes: u64,
 }
 
+/// Where the fullfile of a core image goes while it is chunked, when the release needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fullfiles<'a> {
+    pub layout: &'a Layout,
+    pub version: u32,
+    pub compression: Compression,
+    pub mtime: u64,
+}
+
 /// The `/core.index` payload for each core image among `images`: the image chunked into
 /// the store of `webroot`, its index written into `scratch`. One line per image for the
 /// report goes to `notes`.
 /// `old` is the bundle's manifest in the previous release: when it has a `/core.index`,
 /// the delta from that index to the new one is stored too (docs/chunks.md).
+/// When the release publishes the image's fullfile (the image is new in it), the fullfile
+/// is written now, from the same read of the image and in parallel with the chunking
+/// (the two compressions are most of publishing's time); its hash and size go to
+/// `written`.
 pub fn index_items(
     webroot: &Path,
     images: &[Item],
     scratch: &Path,
     old: Option<&Manifest>,
+    fullfiles: Fullfiles<'_>,
     notes: &mut Vec<String>,
+    written: &mut Vec<(Hash, u64)>,
 ) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     for item in images.iter().filter(|i| i.image == Some(ImageKind::Core)) {
@@ -55,7 +73,11 @@ pub fn index_items(
             continue;
         };
         let index_path = scratch.join(format!("{}.index", item.hash));
-        let (stats, index) = index_image(webroot, path, item.hash, &index_path)?;
+        let fullfile = needs_fullfile(item, old, &fullfiles);
+        let (stats, index, bytes) = publish_image(webroot, item, &index_path, fullfile)?;
+        if let Some(bytes) = bytes {
+            written.push((item.hash, bytes));
+        }
         notes.push(format!(
             "core image {}: {} chunks, {} new in the chunk store ({} bytes)",
             path.display(),
@@ -87,6 +109,72 @@ pub fn index_items(
         out.push(index_item);
     }
     Ok(out)
+}
+
+/// The fullfile `item` needs in this release, with its settings: none when the previous
+/// manifest has the same image (its line keeps the old version, as diff.rs decides) or
+/// the file is there already.
+fn needs_fullfile<'a>(
+    item: &Item,
+    old: Option<&Manifest>,
+    f: &Fullfiles<'a>,
+) -> Option<(PathBuf, Fullfiles<'a>)> {
+    let kept = old.is_some_and(|m| {
+        m.entries.iter().any(|e| {
+            e.path == item.path
+                && e.modifier == b'.'
+                && e.is_present()
+                && e.hash == item.hash
+                && e.etype == item.etype
+                && e.image() == item.image
+        })
+    });
+    let dest = f.layout.fullfile(f.version, &item.hash);
+    (!kept && !dest.exists()).then_some((dest, *f))
+}
+
+/// Chunks the image `item` and, when `fullfile` says where, writes its fullfile in
+/// parallel, both from one read of the image; returns the chunking's stats, the index and
+/// the fullfile's size.
+fn publish_image(
+    webroot: &Path,
+    item: &Item,
+    index_out: &Path,
+    fullfile: Option<(PathBuf, Fullfiles<'_>)>,
+) -> Result<(Stats, Index, Option<u64>)> {
+    let Source::Image(path) = &item.source else {
+        bail!("{} is not an image", item.path);
+    };
+    let Some((dest, f)) = fullfile else {
+        let (stats, index) = index_image(webroot, path, item.hash, index_out)?;
+        return Ok((stats, index, None));
+    };
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (tee, mut readers) = tee::tee(2);
+    let (for_chunks, for_fullfile) = (readers.pop(), readers.pop());
+    let (for_chunks, for_fullfile) = (for_chunks.expect("two"), for_fullfile.expect("two"));
+    let (read, chunked, packed) = std::thread::scope(|s| {
+        let chunker = s.spawn(|| {
+            index_reader(webroot, for_chunks, item.hash, index_out)
+                .with_context(|| format!("chunking {}", path.display()))
+        });
+        let packer =
+            s.spawn(|| fullfile::write_image(item, for_fullfile, &dest, f.compression, f.mtime));
+        let read = tee.run(file);
+        (read, joined(chunker.join()), joined(packer.join()))
+    });
+    // The consumers' own errors say more than the reader's "a consumer stopped", and the
+    // one that failed first more than the one the stopped read failed.
+    let (stats, index, bytes) = match (chunked, packed) {
+        (Ok((stats, index)), Ok(bytes)) => (stats, index, bytes),
+        (Err(c), Err(p)) if tee::is_stop(&c) => return Err(p),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let read = read.with_context(|| format!("reading {}", path.display()))?;
+    if read != item.meta.size || index.size != read {
+        bail!("{} changed size while it was published", path.display());
+    }
+    Ok((stats, index, Some(bytes)))
 }
 
 /// The index an earlier manifest line names, read back from its fullfile and checked
@@ -129,6 +217,10 @@ fn write_delta(webroot: &Path, from: Hash, to: Hash, base: &Index, index: &Index
     Ok(packed.len() as u64)
 }
 
+fn joined<T>(r: std::thread::Result<Result<T>>) -> Result<T> {
+    r.unwrap_or_else(|_| Err(anyhow::anyhow!("a publishing thread panicked")))
+}
+
 /// Cuts `image` (whose swupd hash is `hash`) into chunks, stores the new ones under
 /// `webroot`, and writes the index text to `index_out`.
 pub fn index_image(
@@ -139,23 +231,73 @@ pub fn index_image(
 ) -> Result<(Stats, Index)> {
     let ctx = || format!("chunking {}", image.display());
     let file = File::open(image).with_context(ctx)?;
-    let cdc = StreamCDC::new(file, chunks::MIN, chunks::AVG, chunks::MAX);
+    let done = index_reader(webroot, file, hash, index_out).with_context(ctx)?;
+    if done.1.size != std::fs::metadata(image).with_context(ctx)?.len() {
+        bail!("{} changed size while it was chunked", image.display());
+    }
+    Ok(done)
+}
+
+/// [`index_image`] over the image's bytes as a reader. Cutting runs on this thread while
+/// the batch cut before is hashed, compressed and stored on the rayon pool.
+fn index_reader<R: Read>(
+    webroot: &Path,
+    image: R,
+    hash: Hash,
+    index_out: &Path,
+) -> Result<(Stats, Index)> {
+    // One batch stored while the next is cut: at most three batches in memory.
+    let (tx, batches) = sync_channel::<Vec<Vec<u8>>>(1);
+    let (cut, stored) = std::thread::scope(|s| {
+        let storer = s.spawn(move || store_batches(webroot, hash, batches));
+        let cut = cut_batches(image, &tx);
+        drop(tx);
+        let stored = storer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the chunk store thread panicked")));
+        (cut, stored)
+    });
+    // The store's error first: a failed store stops the cutting, whose error only says so.
+    let (stats, index) = stored?;
+    cut?;
+    sync_store(webroot)?;
+    std::fs::write(index_out, index.serialize())
+        .with_context(|| format!("writing {}", index_out.display()))?;
+    Ok((stats, index))
+}
+
+/// Cuts `image` by FastCDC and sends the chunks in batches of [`BATCH`].
+fn cut_batches<R: Read>(image: R, tx: &SyncSender<Vec<Vec<u8>>>) -> Result<()> {
+    let cdc = StreamCDC::new(image, chunks::MIN, chunks::AVG, chunks::MAX);
+    let mut batch = Vec::with_capacity(BATCH);
+    for c in cdc {
+        batch.push(c.context("cutting chunks")?.data);
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.send(full).is_err() {
+                bail!("the chunk store stopped");
+            }
+        }
+    }
+    if !batch.is_empty() && tx.send(batch).is_err() {
+        bail!("the chunk store stopped");
+    }
+    Ok(())
+}
+
+/// Stores the batches as they come, in parallel within each, and builds the index.
+fn store_batches(
+    webroot: &Path,
+    hash: Hash,
+    batches: Receiver<Vec<Vec<u8>>>,
+) -> Result<(Stats, Index)> {
     let mut index = Index {
         image: hash,
         size: 0,
         chunks: Vec::new(),
     };
     let mut stats = Stats::default();
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut cut = cdc.into_iter();
-    loop {
-        batch.clear();
-        for c in cut.by_ref().take(BATCH) {
-            batch.push(c.with_context(ctx)?.data);
-        }
-        if batch.is_empty() {
-            break;
-        }
+    for batch in batches {
         let stored = batch
             .par_iter()
             .map(|data| store(webroot, data))
@@ -173,12 +315,6 @@ pub fn index_image(
             }
         }
     }
-    if index.size != std::fs::metadata(image).with_context(ctx)?.len() {
-        anyhow::bail!("{} changed size while it was chunked", image.display());
-    }
-    sync_store(webroot)?;
-    std::fs::write(index_out, index.serialize())
-        .with_context(|| format!("writing {}", index_out.display()))?;
     Ok((stats, index))
 }
 

@@ -25,6 +25,11 @@ pub enum Compression {
 /// zstd level for file content: 19 takes minutes per GiB on one core, 9 keeps most of
 /// the ratio at several times the speed.
 const ZSTD_LEVEL: i32 = 9;
+/// Content at least this large is zstd-compressed by several threads (a core image: the
+/// publisher compresses it while it chunks it, chunker.rs). zstd's output does not depend
+/// on the number of threads, as long as there is at least one worker (tested below), so
+/// the fullfile is the same on every machine; smaller files are not worth the threads.
+const MT_MIN: u64 = 32 << 20;
 /// xz preset, for manifests and `--compression xz`.
 const XZ_PRESET: u32 = 6;
 /// Longest symlink target that fits the tar header itself (longer ones need GNU longlink).
@@ -56,6 +61,21 @@ impl<W: Write> Encoder<W> {
         })
     }
 
+    /// A compressor for `size` bytes of file content: multi-threaded zstd from [`MT_MIN`].
+    pub(crate) fn for_content(
+        inner: W,
+        compression: Compression,
+        size: u64,
+    ) -> io::Result<Encoder<W>> {
+        let mut e = Encoder::new(inner, compression)?;
+        if let Encoder::Zstd(z) = &mut e {
+            if size >= MT_MIN {
+                z.multithread(zstd_workers())?;
+            }
+        }
+        Ok(e)
+    }
+
     pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Encoder::Zstd(e) => e.finish(),
@@ -83,6 +103,11 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::None(w) => w.flush(),
         }
     }
+}
+
+/// zstd worker threads: one per core (the output is the same for any count from 1).
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16) as u32)
 }
 
 /// A tar header with no user/group names, no device numbers, and a fixed mtime.
@@ -120,11 +145,53 @@ pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> 
         _ => Compression::Gzip,
     };
     crate::webroot::write_atomic_with(dest, |out| {
-        let mut tar = tar::Builder::new(Encoder::new(out, compression)?);
+        let encoder = Encoder::for_content(out, compression, item.meta.size)?;
+        let mut tar = tar::Builder::new(encoder);
         let got = append_item(&mut tar, item, &item.hash.to_hex(), mtime)?;
         if got != item.hash {
             bail!(
                 "{}: content hashes to {got} now, but {} when it was scanned; did the tree change?",
+                item.path,
+                item.hash
+            );
+        }
+        tar.into_inner()?.finish()?;
+        Ok(())
+    })
+    .with_context(|| format!("fullfile of {}", item.path))
+}
+
+/// Writes the fullfile of the image `item` (a regular file) to `dest` from `content`, its
+/// bytes as a reader the caller shares with other work (the chunker reads the same
+/// bytes: chunker.rs), re-hashing them as [`write`] does. Returns the size written.
+pub fn write_image<R: Read>(
+    item: &Item,
+    content: R,
+    dest: &Path,
+    compression: Compression,
+    mtime: u64,
+) -> Result<u64> {
+    let meta = item.meta;
+    if meta.kind != Kind::File || !matches!(item.source, Source::Image(_)) {
+        bail!("{}: not an image file", item.path);
+    }
+    crate::webroot::write_atomic_with(dest, |out| {
+        let mut tar = tar::Builder::new(Encoder::for_content(out, compression, meta.size)?);
+        let mut hasher = Hasher::new(&meta, &[]);
+        let mut reader = HashingReader {
+            inner: content.take(meta.size),
+            hasher: &mut hasher,
+            count: 0,
+        };
+        let name = item.hash.to_hex();
+        tar.append_data(&mut header(&meta, mtime), name, &mut reader)?;
+        if reader.count != meta.size {
+            bail!("{}: the image changed size while it was read", item.path);
+        }
+        let got = hasher.finish();
+        if got != item.hash {
+            bail!(
+                "{}: the image hashes to {got} now, but {} when it was scanned; did it change?",
                 item.path,
                 item.hash
             );
@@ -323,6 +390,53 @@ mod tests {
             assert_eq!(name, item.hash.to_hex());
             assert_eq!(hash_bytes(&meta, &data), item.hash);
         }
+    }
+
+    #[test]
+    fn multithreaded_zstd_is_the_same_for_any_thread_count_and_write_sizes() {
+        let data: Vec<u8> = (0..(16u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let packed = |workers: u32, step: usize| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
+            e.include_checksum(true).unwrap();
+            e.multithread(workers).unwrap();
+            for piece in data.chunks(step) {
+                e.write_all(piece).unwrap();
+            }
+            e.finish().unwrap()
+        };
+        let one = packed(1, 1 << 20);
+        assert_eq!(packed(3, 8192), one);
+        assert_eq!(packed(2, 777_777), one);
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn an_image_fullfile_from_a_shared_read_is_the_one_write_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("core");
+        let data: Vec<u8> = (0..(MT_MIN as u32 + 4097))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&src, &data).unwrap();
+        let item = crate::tree::image_item(chainup::manifest::ImageKind::Core, &src).unwrap();
+        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        write(&item, &a, Compression::Zstd, 5).unwrap();
+        write_image(&item, &data[..], &b, Compression::Zstd, 5).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let (meta, name, got, _) = read_back(&b);
+        assert_eq!(name, item.hash.to_hex());
+        assert_eq!(hash_bytes(&meta, &got), item.hash);
+        let short = write_image(
+            &item,
+            &data[1..],
+            &dir.path().join("c.tar"),
+            Compression::Zstd,
+            5,
+        );
+        assert!(short.is_err());
+        assert!(!dir.path().join("c.tar").exists());
     }
 
     #[test]

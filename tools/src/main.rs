@@ -11,6 +11,7 @@ mod promote;
 mod publish;
 mod release;
 mod sign;
+mod tee;
 mod tree;
 mod webroot;
 

@@ -109,9 +109,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let mut built = BTreeMap::new();
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let mut chunk_notes = Vec::new();
+    // Image fullfiles written while their images were chunked (chunker.rs).
+    let mut prewritten = Vec::new();
     for (name, def) in &bundles {
         let old = prev.as_ref().and_then(|p| p.bundles.get(name));
-        let items = bundle_items(opts, name, scratch.path(), old, &mut chunk_notes)?;
+        let mut images = (&mut chunk_notes, &mut prewritten);
+        let items = bundle_items(opts, name, scratch.path(), old, &mut images)?;
         let manifest = diff::bundle_manifest(&rel, &items, &def.includes, &def.also_add, old);
         let text = match old {
             Some(old) if diff::unchanged(&manifest, old) => {
@@ -152,7 +155,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
         chunk_notes,
         ..Summary::default()
     };
-    write_fullfiles(opts, &layout, &built, &mut summary)?;
+    let prewritten = prewritten.into_iter().collect();
+    write_fullfiles(opts, &layout, &built, &prewritten, &mut summary)?;
     write_manifests(opts, &layout, &built, &mom_text, &mut signing, &mut summary)?;
     write_packs(opts, &layout, &built, prev.as_ref(), &mut summary)?;
     write_pointers(&layout, &rel, &mut signing, &mut summary)?;
@@ -223,7 +227,7 @@ fn bundle_items(
     name: &str,
     scratch: &Path,
     old: Option<&Manifest>,
-    notes: &mut Vec<String>,
+    (notes, written): &mut (&mut Vec<String>, &mut Vec<(Hash, u64)>),
 ) -> Result<Vec<Item>> {
     let root = opts.trees.join(name);
     let images: Vec<_> = opts.images.iter().filter(|i| i.bundle == name).collect();
@@ -243,8 +247,21 @@ fn bundle_items(
         .map(|i| tree::image_item(i.kind, &i.path))
         .collect::<Result<Vec<_>>>()?;
     if opts.chunks {
-        let indexes =
-            crate::chunker::index_items(&opts.webroot, &image_items, scratch, old, notes)?;
+        let fullfiles = crate::chunker::Fullfiles {
+            layout: &Layout::new(&opts.webroot),
+            version: opts.version,
+            compression: opts.compression,
+            mtime: opts.timestamp,
+        };
+        let indexes = crate::chunker::index_items(
+            &opts.webroot,
+            &image_items,
+            scratch,
+            old,
+            fullfiles,
+            notes,
+            written,
+        )?;
         image_items.extend(indexes);
     }
     for img in image_items {
@@ -315,6 +332,7 @@ fn write_fullfiles(
     opts: &Options,
     layout: &Layout,
     built: &BTreeMap<String, Built>,
+    prewritten: &BTreeMap<Hash, u64>,
     summary: &mut Summary,
 ) -> Result<()> {
     let mut wanted: BTreeMap<Hash, &Item> = BTreeMap::new();
@@ -332,6 +350,9 @@ fn write_fullfiles(
     let results = wanted
         .par_iter()
         .map(|(hash, item)| {
+            if let Some(&bytes) = prewritten.get(hash) {
+                return Ok(Some(bytes));
+            }
             let dest = layout.fullfile(opts.version, hash);
             if dest.exists() {
                 return Ok(None);
