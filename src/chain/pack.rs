@@ -2,8 +2,8 @@
 //! member by member. A `staged/<hash>` member and the output of a `delta/` member become
 //! [`StagedFile`]s only through the same hash check as a fullfile; nothing else in a pack
 //! is trusted. A pack whose structure breaks the rules (a link, a name outside `delta/`
-//! and `staged/`, two members of one name, a member or delta header over its cap) is
-//! refused whole; a member that merely fails its hash, or a delta without a matching
+//! and `staged/`, a member or delta header over its cap) is refused whole; a repeated
+//! name is skipped; a member that merely fails its hash, or a delta without a matching
 //! installed file, is dropped and its file fetched as a fullfile (docs/formats.md).
 
 use std::collections::{HashMap, HashSet};
@@ -204,11 +204,12 @@ impl Chain {
                 let raw = item.path_bytes().into_owned();
                 let name = String::from_utf8_lossy(&raw).into_owned();
                 let etype = item.header().entry_type();
-                // A directory member is skipped whatever it says, so a repeated one (tar
-                // appends do that: swupd's own test generator writes them) changes
-                // nothing; any other name must be unique.
-                if etype != tar::EntryType::Directory && !names.insert(raw) {
-                    return Err(Broken::Refused(format!("two members are named {name:?}")));
+                // A repeated name is skipped: a member is used only if it hashes to what
+                // its name says, so a second copy can give nothing the first could not
+                // (tar appends repeat members; swupd's own test generator writes such
+                // packs, and swupd reads them). Its bytes still count against the cap.
+                if !names.insert(raw) {
+                    continue;
                 }
                 let size = item.size();
                 let refuse = |why: &str| Broken::Refused(format!("member {name:?}: {why}"));
