@@ -272,16 +272,19 @@ impl Source {
         }
         match self.open(rel, limit) {
             Ok(download) => Ok(Some(download)),
-            Err(Error::Download { reason, .. })
-                if reason == "not found"
-                    || reason.starts_with("HTTP 404")
-                    || reason.starts_with("HTTP 410") =>
-            {
-                Ok(None)
-            }
+            Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
+}
+
+/// True when `e` says the server does not have the object (404, 410, a missing `file://`
+/// path), as opposed to failing to send it.
+pub fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Download { reason, .. }
+        if reason == "not found"
+            || reason.starts_with("HTTP 404")
+            || reason.starts_with("HTTP 410"))
 }
 
 /// Refuses relative paths that could step outside the base or change the URL's meaning.
