@@ -13,7 +13,7 @@ use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::slots::Slots;
 use crate::source::{Source, SourceConfig};
-use crate::state::{JournalRecord, Lock, ManifestCache, StateDir};
+use crate::state::{CacheAccess, JournalRecord, Lock, ManifestCache, StateDir};
 use crate::{fsutil, version, Error, Result};
 
 mod bundles;
@@ -211,7 +211,12 @@ impl<'o> Client<'o> {
             true => state.keeping_staged(),
             false => state,
         };
-        let cache = state.manifest_cache(access != Access::Read);
+        let cache_access = match access {
+            Access::Read if state.is_private() => CacheAccess::Add,
+            Access::Read => CacheAccess::Read,
+            Access::Write | Access::Install => CacheAccess::Full,
+        };
+        let cache = state.manifest_cache(&settings.content_url, cache_access);
         Ok(Client {
             settings,
             root,

@@ -16,6 +16,7 @@ pub(super) fn list(client: &Client, args: &ListArgs, out: &Output) -> Result<i32
         orphans: args.orphans,
     };
     let listed = client.list_bundles(&opts)?;
+    client.cache_downloaded();
     if let Some(b) = &args.deps {
         if listed.is_empty() {
             out.result(&format!("No included bundles: {b} includes only os-core"));
