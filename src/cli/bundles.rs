@@ -105,10 +105,9 @@ pub(super) fn remove(
     Ok(code)
 }
 
-/// `update --update-search-file-index`: every manifest of the installed version, fetched
-/// and verified.
-pub(super) fn search_file_index(client: &Client, out: &Output) -> Result<()> {
-    let version = client.current_version()?;
+/// `update --update-search-file-index`: every manifest of `version` (the one the update
+/// reached), fetched, verified and kept in the manifest cache for search-file.
+pub(super) fn search_file_index(client: &Client, out: &Output, version: u32) -> Result<()> {
     let n = client.fetch_all_manifests(version)?;
     out.result(&format!(
         "Search index: {n} bundle manifests of version {version} fetched and verified"
