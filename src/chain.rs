@@ -312,7 +312,17 @@ impl Chain {
 
     fn signed_version(&self, rel: &str) -> Result<u32> {
         let url = self.versions.url(rel);
-        let text = self.versions.fetch(rel, MAX_VERSION_BYTES)?;
+        // No version file there: swupd's "unable to determine the server version" is its
+        // connection error (16); a file the server fails to send stays a download error.
+        let text = self.versions.fetch(rel, MAX_VERSION_BYTES).map_err(|e| {
+            match crate::source::is_not_found(&e) {
+                true => Error::Connect {
+                    url: url.clone(),
+                    reason: "no version file there, so the server's version cannot be told".into(),
+                },
+                false => e,
+            }
+        })?;
         if !self.unsigned_latest {
             self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
         }

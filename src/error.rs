@@ -132,7 +132,7 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (13, "bundle not installed"),
     (14, "bad manifest: parse error, hash mismatch against the MoM, or a release that contradicts itself"),
     (15, "invalid option, URL or config"),
-    (16, "server unreachable"),
+    (16, "server unreachable, or it has no version file (its version cannot be told)"),
     (17, "download failed (HTTP status, too large, too slow)"),
     (18, "bad archive (fullfile or manifest tar)"),
     (20, "current version unknown"),

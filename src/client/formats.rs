@@ -33,8 +33,9 @@ impl Client<'_> {
                 log::debug!("no newest version in any format: {e}");
                 Ok(t)
             }
-            // The format's `latest` is missing, not unreachable or forged.
-            (Err(Error::Download { .. }), Ok(v)) => Ok(newest(v)),
+            // The format's `latest` is missing or could not be had (not forged: a failed
+            // signature check is never passed over).
+            (Err(Error::Connect { .. } | Error::Download { .. }), Ok(v)) => Ok(newest(v)),
             (Err(e), _) => Err(e),
         }
     }
