@@ -317,7 +317,19 @@ impl Chain {
 
     fn signed_version(&self, rel: &str) -> Result<u32> {
         let url = self.versions.url(rel);
-        let text = self.versions.fetch(rel, MAX_VERSION_BYTES)?;
+        // No version file there: swupd's "unable to determine the server version" is its
+        // connection error (16); a file the server fails to send stays a download error.
+        let text =
+            self.versions.fetch(rel, MAX_VERSION_BYTES).map_err(
+                |e| match crate::source::is_absent(&e) {
+                    true => Error::Connect {
+                        url: url.clone(),
+                        reason: "no version file there, so the server's version cannot be told"
+                            .into(),
+                    },
+                    false => e,
+                },
+            )?;
         if !self.unsigned_latest {
             self.check_signature(&url, &text, &format!("{rel}.sig"), &self.versions)?;
         }
@@ -332,7 +344,16 @@ impl Chain {
         let url = self.content.url(&rel);
         // Streamed, so the compressed tar is never held whole; the text is, for the
         // signature check, within its cap.
-        let download = self.content.open(&rel, limits::MOM_DOWNLOAD)?;
+        // A MoM the server does not have is swupd's "cannot load the MoM" (exit 4).
+        let download = self.content.open(&rel, limits::MOM_DOWNLOAD).map_err(|e| {
+            match crate::source::is_absent(&e) {
+                true => Error::Mom {
+                    version,
+                    reason: format!("not on the server ({e})"),
+                },
+                false => e,
+            }
+        })?;
         let file = archive::read_manifest_tar(download, "MoM", &url, limits::MOM_TEXT)?;
         let mom_url = self.content.url(&format!("{version}/Manifest.MoM"));
         let signature = match &self.signatures {
@@ -403,11 +424,22 @@ impl Chain {
         let rel = format!("{}/Manifest.{bundle}.tar", line.version);
         let url = self.content.url(&rel);
         // A mirror whose manifest does not hash right is set aside; another is asked.
-        let text = self.content.each_mirror(|content| {
-            let url = content.url(&rel);
-            let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
-            hashed_manifest_text(download, bundle, &url, line.hash)
-        })?;
+        let text = self
+            .content
+            .each_mirror(|content| {
+                let url = content.url(&rel);
+                let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
+                hashed_manifest_text(download, bundle, &url, line.hash)
+            })
+            // A manifest the signed MoM lists but the server lacks: swupd's
+            // RECURSE_MANIFEST (exit 8).
+            .map_err(|e| match crate::source::is_absent(&e) {
+                true => Error::ManifestMissing {
+                    bundle: bundle.to_string(),
+                    reason: e.to_string(),
+                },
+                false => e,
+            })?;
         hashed_manifest(mom, bundle, &url, text.0, text.1)
     }
 

@@ -13,13 +13,14 @@ use crate::progress::{Event, Observer};
 use crate::signature::TrustStore;
 use crate::slots::Slots;
 use crate::source::{Source, SourceConfig};
-use crate::state::{JournalRecord, Lock, ManifestCache, StateDir};
+use crate::state::{CacheAccess, JournalRecord, Lock, ManifestCache, StateDir};
 use crate::{fsutil, version, Error, Result};
 
 mod bundles;
 mod cache;
 pub use bundles::{Added, ListOptions, Listed, RemoveOptions, Removed};
 mod fleet;
+mod formats;
 mod incremental;
 pub use fleet::{Target, WaveStanding};
 mod options;
@@ -123,7 +124,9 @@ pub fn installed_bundles(root: &std::path::Path) -> Result<Vec<String>> {
 /// What a command may do to the root and the state directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// check-update, diagnose, bundle-list: nothing is created, nothing written.
+    /// check-update, diagnose, bundle-list: nothing is created, nothing written, except
+    /// that bundle-list adds what it downloaded to the manifest cache of a state directory
+    /// that exists (as swupd's does; the cache is checked on every read).
     Read,
     /// update, bundle-add, bundle-remove, repair: the root must exist; the state directory
     /// is created if needed and must be private.
@@ -213,7 +216,12 @@ impl<'o> Client<'o> {
             true => state.keeping_staged(),
             false => state,
         };
-        let cache = state.manifest_cache(access != Access::Read);
+        let cache_access = match access {
+            Access::Read if state.is_private() => CacheAccess::Add,
+            Access::Read => CacheAccess::Read,
+            Access::Write | Access::Install => CacheAccess::Full,
+        };
+        let cache = state.manifest_cache(&settings.content_url, cache_access);
         Ok(Client {
             settings,
             root,
@@ -604,7 +612,7 @@ impl<'o> Client<'o> {
     /// `--max-age`, the newest MoM must also be fresh, update or not.
     pub fn check_update(&self) -> Result<(u32, Target)> {
         let current = self.current_version()?;
-        let target = self.fleet_target(false)?;
+        let target = self.newest_version()?;
         if self.settings.max_age_days.is_some() {
             self.verified_mom(target.version)?;
         }

@@ -49,6 +49,9 @@ pub enum Error {
     #[error("Manifest.MoM of version {version}: {reason}")]
     Mom { version: u32, reason: String },
 
+    #[error("the manifest of bundle {bundle} is not on the server: {reason}")]
+    ManifestMissing { bundle: String, reason: String },
+
     #[error("refused: {0}")]
     Policy(String),
 
@@ -122,14 +125,14 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (1, "\"no\": no update available (check-update), problems found (diagnose) or left (repair)"),
     (2, "a bundle to remove is required by another installed bundle"),
     (3, "unknown bundle"),
-    (4, "the MoM could not be loaded as trustworthy: its signature missing or not verifying, mix-and-match version, rollback below the high-water mark, older than --max-age"),
-    (8, "search-file: some bundle manifests could not be had; the results are partial"),
+    (4, "the MoM could not be loaded as trustworthy: not on the server, its signature missing or not verifying, mix-and-match version, rollback below the high-water mark, older than --max-age"),
+    (8, "a bundle manifest the MoM lists is not on the server; search-file: some bundle manifests could not be had, the results are partial"),
     (9, "another chainup holds the lock"),
     (10, "unsafe path: a parent in the root is a symlink or not a directory, the root is a symlink, or the state directory is not private"),
     (13, "bundle not installed"),
     (14, "bad manifest: parse error, hash mismatch against the MoM, or a release that contradicts itself"),
     (15, "invalid option, URL or config"),
-    (16, "server unreachable"),
+    (16, "server unreachable, or it has no version file (its version cannot be told)"),
     (17, "download failed (HTTP status, too large, too slow)"),
     (18, "bad archive (fullfile or manifest tar)"),
     (20, "current version unknown"),
@@ -153,6 +156,7 @@ impl Error {
             Error::RequiredBundle { .. } => 2,
             Error::UnknownBundle(_) => 3,
             Error::Mom { .. } | Error::Policy(_) => 4,
+            Error::ManifestMissing { .. } => 8,
             Error::Locked(_) => 9,
             Error::UnsafePath { .. } => 10,
             Error::NotInstalled(_) => 13,
@@ -256,6 +260,10 @@ mod tests {
                 reason: s(),
             },
             Error::Policy(s()),
+            Error::ManifestMissing {
+                bundle: s(),
+                reason: s(),
+            },
             Error::Signature {
                 what: s(),
                 reason: s(),
@@ -318,6 +326,7 @@ mod tests {
                 | Error::Interrupted { .. }
                 | Error::Mom { .. }
                 | Error::Policy(_)
+                | Error::ManifestMissing { .. }
                 | Error::Signature { .. }
                 | Error::TrustStore { .. }
                 | Error::HashMismatch { .. }
@@ -352,8 +361,8 @@ mod tests {
                 "exit code {code} is not in EXIT_CODES"
             );
         }
-        // 0 and 1 are the commands' own answers, not errors; 8 is search-file's partial one.
-        used.extend([0, 1, 8]);
+        // 0 and 1 are the commands' own answers, not errors.
+        used.extend([0, 1]);
         for code in &documented {
             assert!(
                 used.contains(code),

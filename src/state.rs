@@ -12,7 +12,7 @@ use crate::version::HighWaterMark;
 use crate::{Error, Result};
 
 mod manifest_cache;
-pub use manifest_cache::{ManifestCache, MANIFEST_CACHE};
+pub use manifest_cache::{url_dir_name, CacheAccess, ManifestCache};
 
 /// The state directory of one target root.
 #[derive(Debug, Clone)]
@@ -111,6 +111,11 @@ impl StateDir {
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked(path)),
             Err((_, e)) => Err(Error::io(path, e.into())),
         }
+    }
+
+    /// True when the directory exists and passes the checks [`StateDir::open`] makes.
+    pub fn is_private(&self) -> bool {
+        check_private(&self.path).is_ok()
     }
 
     /// True when the directory exists (reading commands create nothing).

@@ -212,12 +212,19 @@ fn hostile_packs_are_refused_and_the_next_release_installs() {
             )],
         ),
         (
-            "two members are named",
-            vec![staged.clone(), staged.clone()],
-        ),
-        (
             "claims a new file",
             vec![(delta.0.clone(), delta.1.clone(), huge100gb(&delta.2))],
+        ),
+        (
+            "two different members of one name",
+            vec![
+                staged.clone(),
+                (
+                    staged.0.clone(),
+                    staged.1.clone(),
+                    b"longer content".to_vec(),
+                ),
+            ],
         ),
     ];
     let before = snapshot(&w.root, &[]);
@@ -242,12 +249,13 @@ fn hostile_packs_are_refused_and_the_next_release_installs() {
     assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 30, &["os-core"]));
 }
 
-/// Tar appends repeat directory members (swupd's own test generator writes packs so): a
-/// directory is skipped whatever it says, so the pack is read, not refused.
+/// Tar appends repeat members (swupd's own test generator writes packs so): a repeated
+/// name is skipped, so the pack is read, not refused, and a second copy is never used,
+/// even one whose bytes differ.
 #[test]
-fn a_pack_repeating_a_directory_member_is_read() {
+fn a_pack_repeating_members_is_read_and_the_repeats_are_skipped() {
     if fixture::skip_unless_root(
-        "a_pack_repeating_a_directory_member_is_read",
+        "a_pack_repeating_members_is_read_and_the_repeats_are_skipped",
         "the pack's staged/ directory is owned by root",
     ) {
         return;
@@ -259,13 +267,23 @@ fn a_pack_repeating_a_directory_member_is_read() {
     let good = pack_members(&pack);
     let (dirs, rest) = good.split_at(2);
     assert!(dirs.iter().all(|m| m.0.entry_type().is_dir()));
+    assert!(!rest.is_empty());
     let mut members = dirs.to_vec();
     members.extend(dirs.iter().cloned());
     members.extend(rest.iter().cloned());
+    // The same names again with other bytes of the same size: never read.
+    members.extend(
+        rest.iter()
+            .map(|(header, name, data)| (header.clone(), name.clone(), vec![b'x'; data.len()])),
+    );
     write_pack(&pack, &members);
+    w.server.clear_log();
     let out = ok(w.chainup(&["update"]));
     assert!(text(&out).contains("files from deltas"), "{}", text(&out));
     assert!(!text(&out).contains("pack refused"), "{}", text(&out));
+    assert!(!text(&out).contains("cannot be used"), "{}", text(&out));
+    assert!(!text(&out).contains("does not match"), "{}", text(&out));
+    assert_eq!(w.server.hits_matching("/20/files/"), 0);
     assert_eq!(snapshot(&w.root, &["/var"]), expected(&w, 20, &["os-core"]));
 }
 

@@ -2,10 +2,12 @@
 //! member by member. A `staged/<hash>` member and the output of a `delta/` member become
 //! [`StagedFile`]s only through the same hash check as a fullfile; nothing else in a pack
 //! is trusted. A pack whose structure breaks the rules (a link, a name outside `delta/`
-//! and `staged/`, two members of one name, a member or delta header over its cap) is
-//! refused whole; a member that merely fails its hash, or a delta without a matching
+//! and `staged/`, two members of one name that differ in type or size, a member or delta
+//! header over its cap) is refused whole; a repeated name of the same type and size is
+//! skipped; a member that merely fails its hash, or a delta without a matching
 //! installed file, is dropped and its file fetched as a fullfile (docs/formats.md).
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -186,7 +188,7 @@ impl Chain {
             "the unpacked pack",
         );
         let mut tar = tar::Archive::new(plain);
-        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        let mut names: HashMap<Vec<u8>, (tar::EntryType, u64)> = HashMap::new();
         // Deltas are applied on the other workers while this one reads on: hashing the
         // installed source and the result is most of an update's work. At most `limit`
         // wait at once (each holds its spooled member open); past that, this worker
@@ -204,13 +206,24 @@ impl Chain {
                 let raw = item.path_bytes().into_owned();
                 let name = String::from_utf8_lossy(&raw).into_owned();
                 let etype = item.header().entry_type();
-                // A directory member is skipped whatever it says, so a repeated one (tar
-                // appends do that: swupd's own test generator writes them) changes
-                // nothing; any other name must be unique.
-                if etype != tar::EntryType::Directory && !names.insert(raw) {
-                    return Err(Broken::Refused(format!("two members are named {name:?}")));
-                }
                 let size = item.size();
+                // A repeated name of the same type and size is skipped: tar appends repeat
+                // members (swupd's own test generator writes such packs, and swupd reads
+                // them), and a member is used only if it hashes to what its name says, so
+                // a second copy can give nothing the first could not. Its bytes still count
+                // against the cap. Two members of one name that differ in type or size are
+                // no append: the pack is refused.
+                match names.entry(raw) {
+                    Slot::Vacant(v) => {
+                        v.insert((etype, size));
+                    }
+                    Slot::Occupied(o) if *o.get() == (etype, size) => continue,
+                    Slot::Occupied(_) => {
+                        return Err(Broken::Refused(format!(
+                            "two different members of one name, {name:?}"
+                        )))
+                    }
+                }
                 let refuse = |why: &str| Broken::Refused(format!("member {name:?}: {why}"));
                 match (classify(&name), etype) {
                     (_, tar::EntryType::Link) => return Err(refuse("a hard link")),

@@ -17,6 +17,7 @@ pub(super) fn list(client: &Client, args: &ListArgs, out: &Output) -> Result<i32
         orphans: args.orphans,
     };
     let listed = client.list_bundles(&opts)?;
+    client.cache_downloaded();
     if let Some(b) = &args.deps {
         if listed.is_empty() {
             out.result(&format!("No included bundles: {b} includes only os-core"));
@@ -105,10 +106,9 @@ pub(super) fn remove(
     Ok(code)
 }
 
-/// `update --update-search-file-index`: every manifest of the installed version, fetched
-/// and verified.
-pub(super) fn search_file_index(client: &Client, out: &Output) -> Result<()> {
-    let version = client.current_version()?;
+/// `update --update-search-file-index`: every manifest of `version` (the one the update
+/// reached), fetched, verified and kept in the manifest cache for search-file.
+pub(super) fn search_file_index(client: &Client, out: &Output, version: u32) -> Result<()> {
     let n = client.fetch_all_manifests(version)?;
     out.result(&format!(
         "Search index: {n} bundle manifests of version {version} fetched and verified"

@@ -4,6 +4,7 @@ pub mod args;
 mod bundles;
 mod check;
 pub mod commands;
+mod format_bump;
 mod man;
 pub mod output;
 mod post;
@@ -79,14 +80,6 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         }
         _ => &cli.global,
     };
-    if let Command::Update { swupd, .. } = &cli.command {
-        if swupd.third_party {
-            return Err(Error::Usage(
-                "update --3rd-party: 3rd-party repositories are not supported by this chainup"
-                    .into(),
-            ));
-        }
-    }
     match &cli.command {
         Command::Hashdump { no_xattrs, file } => {
             // swupd's `hashdump -n` means --no-xattrs; here -n is the global short flag.
@@ -149,8 +142,16 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
             download,
             swupd,
         } => {
+            // As swupd, --incremental leaves the 3rd-party repositories alone.
+            let third_party = swupd.third_party && !swupd.incremental;
             if swupd.status {
-                return check_update(client, out);
+                let code = check_update(client, out)?;
+                if !third_party {
+                    return Ok(code);
+                }
+                out.result("Checking update status of content from 3rd-party repositories");
+                let any = commands::third_party_check_update(g, &None, out)?;
+                return Ok(if code == 0 || any { 0 } else { 1 });
             }
             let _lock = client.lock()?;
             let target = version.and_then(Requested::version);
@@ -164,8 +165,22 @@ fn run_command(cmd: &Command, client: &Client, g: &Global, out: &Output) -> Resu
                     post::run(client, g, out, cmd.name(), (*from, *to), &applied.changed)?;
                 }
             }
-            if swupd.update_search_file_index {
-                bundles::search_file_index(client, out)?;
+            let mut reached = done.last().map(|step| match step {
+                Updated::UpToDate { current, .. } => *current,
+                Updated::Downloaded { to } | Updated::Done { to, .. } => *to,
+            });
+            if let ([step], None, false) = (done.as_slice(), target, swupd.incremental) {
+                reached = format_bump::follow(g, out, client, step)?.or(reached);
+            }
+            // The release just reached: the root's os-release may not say it (swupd's
+            // test content does not always carry one).
+            if let (true, Some(version)) = (swupd.update_search_file_index, reached) {
+                bundles::search_file_index(client, out, version)?;
+            }
+            // Only after the system's own update succeeded, as swupd.
+            if third_party {
+                out.result("Updating content from 3rd-party repositories");
+                commands::third_party_update(g, &None, None, *download, out)?;
             }
             Ok(0)
         }

@@ -98,7 +98,7 @@ pub struct UpdateArgs {
     /// index)
     #[arg(long)]
     pub update_search_file_index: bool,
-    /// Also update 3rd-party repositories (not supported: refused)
+    /// Also update (with --status: check) every 3rd-party repository, after the system
     #[arg(long = "3rd-party")]
     pub third_party: bool,
     /// Step through each version the server's `latest` file lists, one at a time

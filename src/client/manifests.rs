@@ -151,6 +151,26 @@ impl Client<'_> {
     /// the manifests those MoMs do not name. The cache only saves downloads, so a failure
     /// here is only logged.
     pub(super) fn update_manifest_cache(&self, versions: &[Option<u32>]) {
+        let versions: Vec<u32> = versions.iter().flatten().copied().collect();
+        let stored = self
+            .store_downloaded(Some(&versions))
+            .and_then(|()| self.cache.prune(&versions));
+        if let Err(e) = stored {
+            log::warn!("cannot update the manifest cache: {e}");
+        }
+    }
+
+    /// Caches what this run downloaded and removes nothing: what a reading command
+    /// (`bundle-list`) does, so that tools reading swupd's cache find the MoM there.
+    pub fn cache_downloaded(&self) {
+        if let Err(e) = self.store_downloaded(None) {
+            log::warn!("cannot update the manifest cache: {e}");
+        }
+    }
+
+    /// Writes the MoMs (of `versions`, or all) and manifests this run downloaded to the
+    /// cache, once.
+    fn store_downloaded(&self, versions: Option<&[u32]>) -> Result<()> {
         let moms = std::mem::take(
             &mut *self
                 .downloaded
@@ -165,20 +185,12 @@ impl Client<'_> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
-        let versions: Vec<u32> = versions.iter().flatten().copied().collect();
-        let stored = moms
-            .iter()
-            .filter(|(v, _, _)| versions.contains(v))
-            .try_for_each(|(v, text, sig)| self.cache.store_mom(*v, text, sig))
-            .and_then(|()| {
-                manifests.iter().try_for_each(|(bundle, v, text, meta)| {
-                    self.cache.store_manifest(bundle, *v, text, meta)
-                })
-            })
-            .and_then(|()| self.cache.prune(&versions));
-        if let Err(e) = stored {
-            log::warn!("cannot update the manifest cache: {e}");
-        }
+        moms.iter()
+            .filter(|(v, _, _)| versions.is_none_or(|vs| vs.contains(v)))
+            .try_for_each(|(v, text, sig)| self.cache.store_mom(*v, text, sig))?;
+        manifests.iter().try_for_each(|(bundle, v, text, meta)| {
+            self.cache.store_manifest(bundle, *v, text, meta)
+        })
     }
 
     /// Keeps the MoMs and manifests this run downloaded in the manifest cache, with the

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::IoContext;
 use crate::state::StateDir;
-use crate::state::MANIFEST_CACHE;
 use crate::Result;
 
 /// The staging area's directory in a state directory.
@@ -56,10 +55,12 @@ pub fn clean_one(
         }
         _ => remove_tree(&staged, dry_run, out)?,
     }
-    let cache = state.path().join(MANIFEST_CACHE);
-    match all {
-        true => remove_tree(&cache, dry_run, out)?,
-        false => clean_manifests(&cache, version, dry_run, out)?,
+    // One manifest cache per content URL the state directory was used with.
+    for cache in state.manifest_cache_dirs()? {
+        match all {
+            true => remove_tree(&cache, dry_run, out)?,
+            false => clean_manifests(&cache, version, dry_run, out)?,
+        }
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
-//! The manifest cache in the state directory, as swupd keeps `<statedir>/<V>/Manifest.*`:
-//! `manifests/<V>/Manifest.MoM` with `Manifest.MoM.sig`, and `manifests/<V>/Manifest.<bundle>`
-//! (a one-line header with the mode and owner it hashed with, then the text). This module
-//! only stores and reads bytes; nothing read here is trusted until `chain` has checked it
+//! The manifest cache in the state directory, where swupd keeps it:
+//! `cache/<content URL>/manifest/<V>/Manifest.MoM` with `Manifest.MoM.sig`, and
+//! `cache/<content URL>/manifest/<V>/Manifest.<bundle>` (a one-line header with the mode
+//! and owner it hashed with, then the text), `<content URL>` being the URL with each `:`
+//! and `/` written `_`, as swupd's `statedir.c` names it. Tools and scripts written for
+//! swupd (its own test suite among them) look for the manifests there. This module only
+//! stores and reads bytes; nothing read here is trusted until `chain` has checked it
 //! against a signature or a verified MoM (`chain::cached`).
 //!
 //! Entries are written atomically (a temporary in the same directory, then a rename) but
@@ -25,30 +28,97 @@ const MAGIC: &str = "chainup-manifest";
 /// The longest header line read.
 const HEADER_MAX: u64 = 64;
 
-/// The manifest cache's directory in the state directory.
-pub const MANIFEST_CACHE: &str = "manifests";
+/// swupd's cache tree in the state directory: one directory per content URL.
+pub const CACHE_DIR: &str = "cache";
+/// The manifest cache in a content URL's cache directory.
+pub const MANIFEST_DIR: &str = "manifest";
+/// Where chainup kept its manifest cache before it took swupd's layout; `clean` still
+/// removes it.
+pub const OLD_MANIFEST_CACHE: &str = "manifests";
+/// The longest cache directory name made from a URL; a longer URL is named by its hash.
+const URL_NAME_MAX: usize = 200;
 
-/// The `manifests/` directory of a state directory.
+/// What a command may do to the manifest cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAccess {
+    /// Only read it (a reading command on a state directory it may not write).
+    Read,
+    /// Also add entries, never remove one: a reading command on an existing private state
+    /// directory, which fills the cache as swupd's reading commands fill theirs.
+    Add,
+    /// Add, and remove stale or failing entries: the commands that change the root.
+    Full,
+}
+
+/// The manifest cache of one content URL in a state directory.
 #[derive(Debug, Clone)]
 pub struct ManifestCache {
-    dir: PathBuf,
-    /// False for the commands that only look (they create and remove nothing).
-    writable: bool,
+    /// The state directory, where creating the cache's directories starts.
+    base: PathBuf,
+    /// `cache/<url>/manifest` below `base`.
+    rel: PathBuf,
+    /// What this command may do to it.
+    access: CacheAccess,
 }
 
 impl StateDir {
-    /// Its manifest cache; `writable` for commands that may change the state directory.
-    pub fn manifest_cache(&self, writable: bool) -> ManifestCache {
+    /// The manifest cache of `content_url`, for a command that may do `access` to it.
+    pub fn manifest_cache(&self, content_url: &str, access: CacheAccess) -> ManifestCache {
         ManifestCache {
-            dir: self.path().join(MANIFEST_CACHE),
-            writable,
+            base: self.path().to_path_buf(),
+            rel: Path::new(CACHE_DIR)
+                .join(url_dir_name(content_url))
+                .join(MANIFEST_DIR),
+            access,
         }
+    }
+
+    /// Every manifest cache in the state directory, whatever URL it was kept for, and
+    /// the old `manifests/` directory, sorted.
+    pub fn manifest_cache_dirs(&self) -> Result<Vec<PathBuf>> {
+        let cache = self.path().join(CACHE_DIR);
+        let mut dirs = vec![self.path().join(OLD_MANIFEST_CACHE)];
+        match std::fs::read_dir(&cache) {
+            Ok(entries) => {
+                for entry in entries {
+                    dirs.push(entry.at(&cache)?.path().join(MANIFEST_DIR));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(cache, e)),
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+}
+
+/// The name of a content URL's cache directory: the URL without a trailing `/`, each `:`
+/// and `/` written `_` (swupd's `convert_url`). A name that could not be one directory
+/// (empty, `.`, `..`, too long for a file name) is `url-<sha256 of the URL>` instead.
+pub fn url_dir_name(url: &str) -> String {
+    use sha2::Digest;
+    let url = url.trim_end_matches('/');
+    let name: String = url
+        .chars()
+        .map(|c| if c == ':' || c == '/' { '_' } else { c })
+        .collect();
+    let usable = !matches!(name.as_str(), "" | "." | "..")
+        && name.len() <= URL_NAME_MAX
+        && !name.contains('\0');
+    match usable {
+        true => name,
+        false => format!("url-{}", hex::encode(sha2::Sha256::digest(url.as_bytes()))),
     }
 }
 
 impl ManifestCache {
+    /// The cache's directory.
+    pub fn dir(&self) -> PathBuf {
+        self.base.join(&self.rel)
+    }
+
     fn version_dir(&self, version: u32) -> PathBuf {
-        self.dir.join(version.to_string())
+        self.dir().join(version.to_string())
     }
 
     /// Where the MoM of `version` is kept.
@@ -118,7 +188,7 @@ impl ManifestCache {
 
     /// Removes an entry that failed its check.
     pub fn forget(&self, path: &Path) {
-        if self.writable {
+        if self.access == CacheAccess::Full {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -127,7 +197,7 @@ impl ManifestCache {
     /// (at the versions they name). A kept MoM is read unverified: it only decides what is
     /// not deleted, and all that is kept is checked again before any use.
     pub fn prune(&self, versions: &[u32]) -> Result<()> {
-        if !self.writable {
+        if self.access != CacheAccess::Full {
             return Ok(());
         }
         let mut keep: BTreeSet<(u32, String)> = BTreeSet::new();
@@ -143,13 +213,14 @@ impl ManifestCache {
                 }
             }
         }
-        let entries = match std::fs::read_dir(&self.dir) {
+        let dir = self.dir();
+        let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&self.dir, e)),
+            Err(e) => return Err(Error::io(&dir, e)),
         };
         for entry in entries {
-            let entry = entry.at(&self.dir)?;
+            let entry = entry.at(&dir)?;
             let path = entry.path();
             let version = entry
                 .file_name()
@@ -173,14 +244,20 @@ impl ManifestCache {
     }
 
     fn store(&self, path: &Path, parts: &[&[u8]]) -> Result<()> {
-        if !self.writable {
+        if self.access == CacheAccess::Read {
             return Ok(());
         }
         let dir = path
             .parent()
             .expect("cache entries live in a version directory");
-        make_private_dir(&self.dir)?;
-        make_private_dir(dir)?;
+        let mut at = self.base.clone();
+        for part in dir
+            .strip_prefix(&self.base)
+            .expect("below the state directory")
+        {
+            at.push(part);
+            make_private_dir(&at)?;
+        }
         let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
         for part in parts {
             tmp.write_all(part).at(tmp.path())?;
@@ -256,7 +333,7 @@ mod tests {
     fn round_trip_and_prune() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(&dir.path().join("s")).unwrap();
-        let cache = state.manifest_cache(true);
+        let cache = state.manifest_cache("file:///srv/update/", CacheAccess::Full);
         let mom = format!(
             "MANIFEST\t30\nversion:\t20\nprevious:\t10\nfilecount:\t1\ntimestamp:\t1\ncontentsize:\t0\n\nM...\t{}\t10\tos-core\n",
             "11".repeat(32)
@@ -269,6 +346,10 @@ mod tests {
         cache.store_manifest("editors", 10, b"gone", &meta).unwrap();
         cache.store_mom(10, b"old", b"sig").unwrap();
         assert_eq!(cache.mom(20).unwrap(), (mom.to_vec(), b"sig".to_vec()));
+        // swupd's layout: the URL names the directory, ':' and '/' written '_'.
+        let at = dir.path().join("s/cache/file____srv_update/manifest/20");
+        assert!(at.join("Manifest.MoM").is_file());
+        assert!(at.join("Manifest.MoM.sig").is_file());
         let got = cache.manifest("os-core", 10).unwrap();
         assert_eq!((got.text.as_slice(), got.meta), (&b"text"[..], meta));
         cache.prune(&[20]).unwrap();
@@ -279,12 +360,27 @@ mod tests {
     }
 
     #[test]
+    fn url_names_are_one_directory() {
+        assert_eq!(
+            url_dir_name("https://example.com:8080/update"),
+            "https___example.com_8080_update"
+        );
+        for odd in ["", "/", ".", "..", &"x".repeat(300)] {
+            let name = url_dir_name(odd);
+            assert!(
+                name.starts_with("url-") && name.len() == 68,
+                "{odd}: {name}"
+            );
+        }
+    }
+
+    #[test]
     fn a_reading_cache_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
-        let cache = state.manifest_cache(false);
+        let cache = state.manifest_cache("https://example.com/update", CacheAccess::Read);
         cache.store_mom(20, b"text", b"sig").unwrap();
         assert!(cache.mom(20).is_none());
-        assert!(!dir.path().join("manifests").exists());
+        assert!(!dir.path().join("cache").exists());
     }
 }

@@ -14,7 +14,9 @@ pub use bundle_info::{bundle_info, BundleInfoArgs};
 pub use clean::{clean, CleanArgs};
 pub use mirror::{mirror, MirrorArgs};
 pub use search_file::{search_file, SearchFileArgs};
-pub use third_party::{third_party, ThirdParty};
+pub use third_party::{
+    check_update as third_party_check_update, third_party, update as third_party_update, ThirdParty,
+};
 
 /// A size as people read it, with the exact byte count.
 fn size(bytes: u64) -> String {

@@ -204,45 +204,65 @@ pub fn third_party(g: &Global, cmd: &ThirdParty, out: &Output) -> Result<i32> {
             }
             Ok(0)
         }
-        ThirdParty::CheckUpdate { repo } => {
-            let mut any = false;
-            for repo in selected(&root, repo)? {
-                let client = Client::new(repo_settings(g, &repo)?, out, Access::Read)?;
-                let (current, target) = client.check_update()?;
-                let newer = target.version > current;
-                any |= newer;
-                let text = match newer {
-                    true => format!(
-                        "Repository {}: update available: version {} (current {current})",
-                        repo.name, target.version
-                    ),
-                    false => format!(
-                        "Repository {}: no update available (current {current}, server {})",
-                        repo.name, target.version
-                    ),
-                };
-                out.record(
-                    &text,
-                    json!({"type": "info", "repository": repo.name, "current": current,
-                           "latest": target.version, "msg": text}),
-                );
-            }
-            Ok(if any { 0 } else { 1 })
-        }
+        ThirdParty::CheckUpdate { repo } => Ok(if check_update(g, repo, out)? { 0 } else { 1 }),
         ThirdParty::Update {
             repo,
             version,
             download,
         } => {
-            for repo in selected(&root, repo)? {
-                out.result(&format!("Updating repository {}", repo.name));
-                let client = Client::new(repo_settings(g, &repo)?, out, Access::Write)?;
-                let _lock = client.lock()?;
-                report(out, &client.update(*version, *download)?);
-            }
+            update(g, repo, *version, *download, out)?;
             Ok(0)
         }
     }
+}
+
+/// `3rd-party check-update` (and swupd's `update --3rd-party --status`): whether any
+/// selected repository has a newer version.
+pub fn check_update(g: &Global, repo: &Option<String>, out: &Output) -> Result<bool> {
+    let (root, _) = local_config(g)?;
+    let mut any = false;
+    for repo in selected(&root, repo)? {
+        let client = Client::new(repo_settings(g, &repo)?, out, Access::Read)?;
+        let (current, target) = client.check_update()?;
+        let newer = target.version > current;
+        any |= newer;
+        let text = match newer {
+            true => format!(
+                "Repository {}: update available: version {} (current {current})",
+                repo.name, target.version
+            ),
+            false => format!(
+                "Repository {}: no update available (current {current}, server {})",
+                repo.name, target.version
+            ),
+        };
+        out.record(
+            &text,
+            json!({"type": "info", "repository": repo.name, "current": current,
+                   "latest": target.version, "msg": text}),
+        );
+    }
+    Ok(any)
+}
+
+/// `3rd-party update` (and swupd's `update --3rd-party`): each selected repository in
+/// turn, through the ordinary client on its own root. No post-update actions run for a
+/// repository's content, as swupd forces `--no-scripts` there.
+pub fn update(
+    g: &Global,
+    repo: &Option<String>,
+    version: Option<u32>,
+    download: bool,
+    out: &Output,
+) -> Result<()> {
+    let (root, _) = local_config(g)?;
+    for repo in selected(&root, repo)? {
+        out.result(&format!("Updating repository {}", repo.name));
+        let client = Client::new(repo_settings(g, &repo)?, out, Access::Write)?;
+        let _lock = client.lock()?;
+        report(out, &client.update(version, download)?);
+    }
+    Ok(())
 }
 
 /// The repository named, or all of them.
