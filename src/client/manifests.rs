@@ -130,20 +130,7 @@ impl Client<'_> {
                 ))),
             }
         }
-        // A manifest the MoM lists but the server does not have is a release that
-        // contradicts itself (14, as swupd's "cannot load manifest"), not a failed
-        // download.
-        self.chain.manifest(mom, bundle).map_err(|e| {
-            if !crate::source::is_absent(&e) {
-                return e;
-            }
-            Error::BadRelease {
-                version: mom.version(),
-                reason: format!(
-                    "its MoM lists the manifest of {bundle}, which the server lacks: {e}"
-                ),
-            }
-        })
+        self.chain.manifest(mom, bundle)
     }
 
     /// Caches what this run downloaded, then drops the entries no longer needed: every
