@@ -7,10 +7,10 @@ mod fixture;
 #[path = "common/server.rs"]
 mod server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use fixture::{bin, ok, run, sign_file, text, World};
+use fixture::{ok, run, sign_file, text, World};
 
 /// Bundles with an optional one: devtools includes editors and also-adds docs.
 const BUNDLES: &str = r#"
@@ -39,20 +39,10 @@ fn world() -> World {
     w
 }
 
-/// The chainup binary under swupd's name (a symlink), so nothing depends on argv[0].
-fn swupd_bin(w: &World) -> PathBuf {
-    let link = w.dir.path().join("bin/swupd");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin("chainup"), &link).unwrap();
-    }
-    link
-}
-
 /// `swupd ARGS` with only what swupd's test suite passes: the state directory, the trust
 /// store, plain http allowed, no progress bars. No URL: the root's files give it.
 fn swupd_bare(w: &World, args: &[&str]) -> Command {
-    let mut cmd = Command::new(swupd_bin(w));
+    let mut cmd = Command::new(w.swupd_bin());
     cmd.args(args)
         .arg("--statedir")
         .arg(&w.state)
@@ -186,7 +176,7 @@ fn repeated_options_take_the_last_and_long_options_take_a_prefix() {
     ok(w.publish(20, &[]));
     // `-V 20 -V 10`: the last wins; --allow-insec, --no-prog and --certp are prefixes
     // (and --statedir is exact, though os-install also has --statedir-cache).
-    let out = run(Command::new(swupd_bin(&w))
+    let out = run(Command::new(w.swupd_bin())
         .args([
             "os-install",
             "-V",
@@ -244,7 +234,7 @@ fn swupd_ini_config_gives_options_chainup_toml_and_the_command_line_win() {
     );
     // Only what a swupd user types: no URL, no --allow-insecure-http, no --no-progress.
     let bare = |args: &[&str]| {
-        let mut cmd = Command::new(swupd_bin(&w));
+        let mut cmd = Command::new(w.swupd_bin());
         cmd.args(args)
             .arg("--statedir")
             .arg(&w.state)
@@ -424,7 +414,7 @@ fn os_install_download_force_and_statedir_cache() {
     let other = w.dir.path().join("other");
     let state2 = w.dir.path().join("state2");
     let install = |extra: &[&str]| {
-        run(Command::new(swupd_bin(&w))
+        run(Command::new(w.swupd_bin())
             .args(["os-install", "-V", "10", "-B", "editors"])
             .args(extra)
             .arg("--statedir")
@@ -561,7 +551,7 @@ fn global_swupd_flags_are_accepted_and_verbose_logs() {
     }
     // hashdump -n: without xattrs, as swupd.
     let file = w.root.join("usr/bin/hello");
-    let out = ok(run(Command::new(swupd_bin(&w))
+    let out = ok(run(Command::new(w.swupd_bin())
         .args(["hashdump", "-n"])
         .arg(&file)));
     assert!(stdout(&out).contains("without xattrs"), "{}", stdout(&out));

@@ -8,10 +8,10 @@ mod fixture;
 #[path = "common/server.rs"]
 mod server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use fixture::{bin, ok, run, text, World};
+use fixture::{ok, run, text, World};
 
 /// Three leaf bundles beside os-core, so aliases have something to choose between.
 const BUNDLES: &str = r#"
@@ -36,19 +36,9 @@ fn world() -> World {
     w
 }
 
-/// The chainup binary under swupd's name (a symlink), so nothing depends on argv[0].
-fn swupd_bin(w: &World) -> PathBuf {
-    let link = w.dir.path().join("bin/swupd");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin("chainup"), &link).unwrap();
-    }
-    link
-}
-
 /// `swupd ARGS` with the options swupd's suite passes, against the world's root.
 fn swupd(w: &World, args: &[&str]) -> Output {
-    run(Command::new(swupd_bin(w))
+    run(Command::new(w.swupd_bin())
         .args(args)
         .arg("--statedir")
         .arg(&w.state)

@@ -8,20 +8,10 @@ mod fixture;
 #[path = "common/server.rs"]
 mod server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use fixture::{bin, ok, run, skip_unless_root, text, World};
-
-/// The chainup binary under swupd's name (a symlink), so nothing depends on argv[0].
-fn swupd_bin(w: &World) -> PathBuf {
-    let link = w.dir.path().join("bin/swupd");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin("chainup"), &link).unwrap();
-    }
-    link
-}
+use fixture::{ok, run, skip_unless_root, text, World};
 
 /// A URL nothing listens on.
 fn dead_url() -> String {
@@ -31,7 +21,7 @@ fn dead_url() -> String {
 
 /// `swupd os-install -V 10 ROOT` with `url`, a fresh state directory and `extra`.
 fn os_install(w: &World, url: &str, state: &Path, root: &Path, extra: &[&str]) -> Output {
-    run(Command::new(swupd_bin(w))
+    run(Command::new(w.swupd_bin())
         .args(["os-install", "-V", "10"])
         .args(extra)
         .arg("--statedir")

@@ -415,6 +415,16 @@ impl World {
         cmd
     }
 
+    /// The chainup binary under swupd's name (a symlink), so nothing depends on argv[0].
+    pub fn swupd_bin(&self) -> PathBuf {
+        let link = self.dir.path().join("bin/swupd");
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(bin("chainup"), &link).unwrap();
+        }
+        link
+    }
+
     /// Publishes release `version` of os-core from the world's tree with the independent
     /// generator (tests/gen_content.py, written from the format description, not from
     /// chainup's code), signed with the world's root key, manifests chained to `previous`.
