@@ -18,17 +18,6 @@ use crate::manifest::EntryType;
 use crate::progress::Event;
 use crate::{Error, Result};
 
-/// swupd's cache directory for `content_url` in the state directory `statedir`
-/// (src/swupd_lib/statedir.c, `convert_url`).
-pub(super) fn swupd_url_dir(statedir: &Path, content_url: &str) -> PathBuf {
-    let name: String = content_url
-        .trim_end_matches('/')
-        .chars()
-        .map(|c| if c == ':' || c == '/' { '_' } else { c })
-        .collect();
-    statedir.join("cache").join(name)
-}
-
 impl Client<'_> {
     /// Copies the regular files of `manifests` that `cache/staged/` holds (named by
     /// hash, as swupd and chainup stage them) into this state directory's staging area,
@@ -78,7 +67,10 @@ impl Client<'_> {
 impl Client<'_> {
     /// swupd's cache directory for this client's content URL under `statedir`.
     fn swupd_cache(&self, statedir: &Path) -> PathBuf {
-        swupd_url_dir(statedir, &self.chain.content().url(""))
+        let url = self.chain.content().url("");
+        statedir
+            .join("cache")
+            .join(crate::state::url_dir_name(&url))
     }
 
     /// Takes the MoM of `version` and the manifests it names from the swupd layout of the
