@@ -345,13 +345,15 @@ impl Chain {
         // Streamed, so the compressed tar is never held whole; the text is, for the
         // signature check, within its cap.
         // A MoM the server does not have is swupd's "cannot load the MoM" (exit 4).
+        // So is one it cannot reach once the version is known (swupd names the object).
         let download = self.content.open(&rel, limits::MOM_DOWNLOAD).map_err(|e| {
-            match crate::source::is_absent(&e) {
-                true => Error::Mom {
+            match (crate::source::is_absent(&e), e) {
+                (true, e) => Error::Mom {
                     version,
                     reason: format!("not on the server ({e})"),
                 },
-                false => e,
+                (false, e @ Error::Connect { .. }) => mom_refused(version, e),
+                (false, e) => e,
             }
         })?;
         let file = archive::read_manifest_tar(download, "MoM", &url, limits::MOM_TEXT)?;
@@ -431,9 +433,9 @@ impl Chain {
                 let download = content.open(&rel, limits::MANIFEST_DOWNLOAD)?;
                 hashed_manifest_text(download, bundle, &url, line.hash)
             })
-            // A manifest the signed MoM lists but the server lacks: swupd's
-            // RECURSE_MANIFEST (exit 8).
-            .map_err(|e| match crate::source::is_absent(&e) {
+            // A manifest the signed MoM lists but the server lacks, or that cannot be
+            // reached once the MoM was: swupd's RECURSE_MANIFEST (exit 8).
+            .map_err(|e| match crate::source::is_absent(&e) || is_connect(&e) {
                 true => Error::ManifestMissing {
                     bundle: bundle.to_string(),
                     reason: e.to_string(),
@@ -452,8 +454,17 @@ impl Chain {
             return Ok(staged);
         }
         // A mirror whose bytes fail here is set aside and the file fetched from another.
+        // A server that cannot be reached by now fails a download (swupd's 17, naming the
+        // object), not the connection the version check made.
         self.content
             .each_mirror(|content| Self::stage_from(content, entry, dir, bound, &final_path))
+            .map_err(|e| match e {
+                Error::Connect { url, reason } => Error::Download {
+                    url,
+                    reason: format!("cannot connect: {reason}"),
+                },
+                e => e,
+            })
     }
 
     /// [`Chain::stage`] from one server.
@@ -728,12 +739,16 @@ impl Freshness {
     }
 }
 
-/// A MoM whose signature is missing or does not verify is a MoM that cannot be loaded:
-/// swupd's exit code 4 for it, the signature's fault kept as the reason. A trust store
-/// that cannot be read stays its own error (21), as in swupd.
+fn is_connect(e: &Error) -> bool {
+    matches!(e, Error::Connect { .. })
+}
+
+/// A MoM whose signature is missing or does not verify, or that cannot be reached, is a
+/// MoM that cannot be loaded: swupd's exit code 4 for it, the fault kept as the reason.
+/// A trust store that cannot be read stays its own error (21), as in swupd.
 fn mom_refused(version: u32, e: Error) -> Error {
     match e {
-        Error::Signature { .. } => Error::Mom {
+        Error::Signature { .. } | Error::Connect { .. } => Error::Mom {
             version,
             reason: e.to_string(),
         },

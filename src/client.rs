@@ -488,7 +488,10 @@ impl<'o> Client<'o> {
             "Installing version {target} ({})",
             names.join(", ")
         ));
-        let new = self.resolve(&mom, &names, !opts.skip_optional)?;
+        // As swupd's os-install: a manifest that cannot be had fails the release (14).
+        let new = self
+            .resolve(&mom, &names, !opts.skip_optional)
+            .map_err(|e| e.manifest_unloadable(target))?;
         let space = new.iter().map(|m| m.manifest().header.contentsize).sum();
         let (old, baseline) = match &pending {
             Pending::Superseded(record) => (self.old_state(record), true),
@@ -503,6 +506,22 @@ impl<'o> Client<'o> {
             return Ok(Updated::Downloaded { to: target });
         };
         Tracking::new(&self.state).track(&names, &[])?;
+        // As swupd: the bundles named on the command line are also tracked where the
+        // installed system's own swupd state will be, so it knows what was asked for.
+        // The install stands whatever happens here: a failure is a warning.
+        for b in names.iter().filter(|b| bundles.contains(b)) {
+            let tracked = crate::manifest::validate_bundle_name(b)
+                .map_err(|reason| Error::UnknownBundle(format!("{b}: {reason}")))
+                .and_then(|()| {
+                    let path = format!("/var/lib/swupd/bundles/{b}");
+                    self.root.touch_state_file(&path)
+                });
+            if let Err(e) = tracked {
+                self.observer.event(Event::Warning(format!(
+                    "bundle {b} not tracked for swupd: {e}"
+                )));
+            }
+        }
         self.keep_chunk_index(&new);
         Ok(Updated::Done {
             from: None,

@@ -180,6 +180,22 @@ impl Error {
         }
     }
 
+    /// A manifest the MoM lists that cannot be had (the server lacks it, or cannot be
+    /// reached after the MoM was): the release of `version` cannot be loaded, which
+    /// swupd's diagnose, repair and os-install call "cannot load manifest" (14), where
+    /// its update says "recurse manifest" (8, [`Error::ManifestMissing`] as it is).
+    pub fn manifest_unloadable(self, version: u32) -> Error {
+        match self {
+            Error::ManifestMissing { bundle, reason } => Error::BadRelease {
+                version,
+                reason: format!(
+                    "its MoM lists the manifest of {bundle}, which cannot be had: {reason}"
+                ),
+            },
+            e => e,
+        }
+    }
+
     /// The typed error an `io::Error` carries (a reader deep in a stack of readers, such
     /// as a download under a decompressor, wraps its own error so), or the `io::Error`.
     pub fn carried(e: io::Error) -> Result<Error, io::Error> {

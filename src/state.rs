@@ -12,7 +12,7 @@ use crate::version::HighWaterMark;
 use crate::{Error, Result};
 
 mod manifest_cache;
-pub use manifest_cache::{url_dir_name, CacheAccess, ManifestCache};
+pub use manifest_cache::{parse_cached, url_dir_name, CacheAccess, ManifestCache};
 
 /// The state directory of one target root.
 #[derive(Debug, Clone)]

@@ -579,3 +579,123 @@ fn extra_files_only_looks_for_extras_and_nothing_else() {
         "changed\n"
     );
 }
+
+#[test]
+fn a_mirror_with_a_bad_latest_or_far_behind_is_passed_over_for_the_central_server() {
+    let w = world();
+    ok(swupd(&w, &["os-install", "-V", "10"]));
+    let central = w.server.url();
+    for f in ["contenturl", "versionurl"] {
+        write(&w.root.join("usr/share/defaults/swupd").join(f), &central);
+    }
+    let mirror_web = w.dir.path().join("mirror-web");
+    let mirror = server::Server::new(&mirror_web);
+    for f in ["mirror_contenturl", "mirror_versionurl"] {
+        write(&w.root.join("etc/swupd").join(f), &mirror.url());
+    }
+    let copy_to_mirror = || {
+        let _ = std::fs::remove_dir_all(&mirror_web);
+        ok(run(Command::new("cp")
+            .arg("-a")
+            .arg(&w.web)
+            .arg(&mirror_web)));
+    };
+    let root = w.root.to_str().unwrap();
+    let update = || run(&mut swupd_bare(&w, &["update", "-p", root]));
+
+    // The mirror holds 10 with a bad signature on its `latest`: the central server's 20.
+    copy_to_mirror();
+    publish(&w, 20);
+    std::fs::write(mirror_web.join("version/format30/latest.sig"), b"1234").unwrap();
+    let out = ok(update());
+    assert!(
+        text(&out).contains("could not be determined"),
+        "{}",
+        text(&out)
+    );
+    assert!(os_version(&w.root).contains("VERSION_ID=20"));
+
+    // A mirror at 20 when the central server has 600: too far behind, passed over.
+    copy_to_mirror();
+    publish(&w, 600);
+    let out = ok(update());
+    assert!(text(&out).contains("too far behind"), "{}", text(&out));
+    assert!(os_version(&w.root).contains("VERSION_ID=600"));
+    // Unlike swupd, the administrator's mirror configuration is left as it was.
+    assert!(w.root.join("etc/swupd/mirror_contenturl").exists());
+
+    // A mirror that is current is used, and the central server is asked only its version.
+    copy_to_mirror();
+    publish(&w, 610);
+    ok(run(Command::new("cp")
+        .arg("-a")
+        .arg(w.web("610"))
+        .arg(mirror_web.join("610"))));
+    for f in ["latest", "latest.sig"] {
+        let rel = format!("version/format30/{f}");
+        std::fs::copy(w.web(&rel), mirror_web.join(&rel)).unwrap();
+    }
+    w.server.clear_log();
+    let out = ok(update());
+    assert!(!text(&out).contains("behind"), "{}", text(&out));
+    assert!(os_version(&w.root).contains("VERSION_ID=610"));
+    let asked: Vec<_> = w.server.log().into_iter().map(|r| r.path).collect();
+    assert!(
+        asked.iter().all(|p| p.starts_with("/version/")),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn with_the_server_gone_the_exit_code_names_what_the_cache_lacked() {
+    let mut w = world();
+    ok(swupd(
+        &w,
+        &["os-install", "-V", "10", "-B", "editors", "--download"],
+    ));
+    let full = w.dir.path().join("full-cache");
+    ok(run(Command::new("cp").arg("-a").arg(&w.state).arg(&full)));
+    w.server.stop();
+    // A fresh copy of the cache less what `remove` names (a `find` pattern), then an
+    // install from it into a fresh root with nothing listening at the URL.
+    let install_lacking = |case: &str, remove: Option<&str>| {
+        let cache = w.dir.path().join(format!("cache-{case}"));
+        ok(run(Command::new("cp").arg("-a").arg(&full).arg(&cache)));
+        if let Some(pattern) = remove {
+            let found = ok(run(Command::new("find")
+                .arg(&cache)
+                .args(["-name", pattern, "-print", "-prune"])));
+            let found = stdout(&found);
+            assert!(!found.is_empty(), "nothing in the cache matches {pattern}");
+            for path in found.lines() {
+                ok(run(Command::new("rm").arg("-rf").arg(path)));
+            }
+        }
+        let root = w.dir.path().join(format!("root-{case}"));
+        let out = run(Command::new(w.swupd_bin())
+            .args(["os-install", "-V", "10", "-B", "editors", "-s"])
+            .arg(&cache)
+            .arg("--statedir")
+            .arg(w.dir.path().join(format!("state-{case}")))
+            .arg("--certpath")
+            .arg(&w.keys.root)
+            .args(["--allow-insecure-http", "--no-progress", "-r", "0"])
+            .arg("-u")
+            .arg(w.server.url())
+            .arg(&root));
+        (code(&out), text(&out), root)
+    };
+    let (status, out, root) = install_lacking("whole", None);
+    assert_eq!(status, 0, "{out}");
+    assert!(root.join("usr/bin/vim").exists());
+    // As swupd: the MoM (4), a bundle manifest (14), a file (17); nothing installed.
+    for (case, pattern, want) in [
+        ("mom", "Manifest.MoM.sig", 4),
+        ("manifest", "Manifest.editors*", 14),
+        ("files", "staged", 17),
+    ] {
+        let (status, out, root) = install_lacking(case, Some(pattern));
+        assert_eq!(status, want, "{case}: {out}");
+        assert!(!root.join("usr/lib/os-release").exists(), "{case}: {out}");
+    }
+}

@@ -8,6 +8,7 @@ mod format_bump;
 mod man;
 pub mod output;
 mod post;
+mod stale_mirror;
 pub mod swupd_compat;
 mod urls;
 
@@ -107,6 +108,9 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32> {
         cmd => {
             let mut settings = settings(g)?;
             settings.keepcache = matches!(cmd, Command::Update { swupd, .. } if swupd.keepcache);
+            if matches!(cmd, Command::Update { swupd, .. } if !swupd.status) {
+                stale_mirror::check(g, &local_config(g)?.1, &mut settings, out)?;
+            }
             if settings.nosigcheck {
                 out.loud_warning(
                     "signature checks are OFF (--nosigcheck): content is not authenticated; lab use only",

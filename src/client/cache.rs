@@ -16,6 +16,7 @@ use crate::hash::Meta;
 use crate::limits;
 use crate::manifest::EntryType;
 use crate::progress::Event;
+use crate::state::parse_cached;
 use crate::{Error, Result};
 
 impl Client<'_> {
@@ -110,11 +111,13 @@ impl Client<'_> {
             let Some((text, md)) = read_regular(&path, limits::MANIFEST_TEXT) else {
                 continue;
             };
-            let meta = Meta::from_metadata(&md);
-            let cached = CachedText {
-                text: text.clone(),
-                meta,
-            };
+            // chainup's own cache (a state directory it used) or swupd's bare text,
+            // hashed with the file's own metadata as swupd does.
+            let cached = parse_cached(&text).unwrap_or_else(|| CachedText {
+                text,
+                meta: Meta::from_metadata(&md),
+            });
+            let (text, meta) = (cached.text.clone(), cached.meta);
             match self.chain.cached_manifest(&mom, &line.path, cached, &path) {
                 Ok(_) => {
                     stored = stored.and_then(|()| {

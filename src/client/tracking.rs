@@ -21,9 +21,10 @@ impl Tracking {
         }
     }
 
-    /// The tracked bundles among `installed`. A root whose state directory never tracked
-    /// anything (installed before tracking, or by another tool) counts every installed
-    /// bundle as tracked, as swupd does, so nothing is taken for an orphan by default.
+    /// The tracked bundles among `installed`. A root whose state directory tracks
+    /// nothing (installed before tracking, or by another tool; no `bundles/` or an empty
+    /// one) counts every installed bundle as tracked, as swupd does, so nothing is taken
+    /// for an orphan by default.
     pub fn tracked(&self, installed: &[String]) -> Result<BTreeSet<String>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -40,6 +41,9 @@ impl Tracking {
                     out.insert(name.to_string());
                 }
             }
+        }
+        if out.is_empty() {
+            return Ok(installed.iter().cloned().collect());
         }
         Ok(out)
     }

@@ -269,26 +269,18 @@ impl Scope {
         if let (Some(b), false) = (unknown, opts.force) {
             return Err(Error::UnknownBundle(b));
         }
-        // A manifest the MoM lists but the server lacks: the release contradicts itself,
-        // which swupd's diagnose and repair call "cannot load manifest" (14), where its
-        // update says "recurse manifest" (8).
-        let missing = |e: Error| match e {
-            Error::ManifestMissing { bundle, reason } => Error::BadRelease {
-                version,
-                reason: format!(
-                    "its MoM lists the manifest of {bundle}, which the server lacks: {reason}"
-                ),
-            },
-            e => e,
-        };
-        let manifests = client.resolve(&mom, &installed, false).map_err(missing)?;
+        let manifests = client
+            .resolve(&mom, &installed, false)
+            .map_err(|e| e.manifest_unloadable(version))?;
         let all = FileSet::from_manifests(&manifests);
         let mut only: Option<BTreeSet<String>> = None;
         if !opts.bundles.is_empty() {
             let named = chosen_bundles(client, &mom, &manifests, opts)?;
             let chosen = match named.is_empty() {
                 true => Vec::new(),
-                false => client.resolve(&mom, &named, false).map_err(missing)?,
+                false => client
+                    .resolve(&mom, &named, false)
+                    .map_err(|e| e.manifest_unloadable(version))?,
             };
             only = Some(
                 chosen

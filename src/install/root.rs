@@ -290,6 +290,41 @@ impl TargetRoot {
         apply_owner_mode(&dir, meta).map_err(|e| self.errno(path, e))
     }
 
+    /// Creates the empty file `path` unless it exists: a fixed bookkeeping path of the
+    /// installed system (swupd's tracking of the bundles asked for), never release content.
+    /// Missing directories on the way are made 0755; none may be a symlink.
+    pub fn touch_state_file(&self, path: &str) -> Result<()> {
+        let Some((dirs, name)) = path.trim_start_matches('/').rsplit_once('/') else {
+            return Err(self.unsafe_path(path, "not below a directory"));
+        };
+        let mut fd = self.fd.try_clone().map_err(|e| Error::io(&self.path, e))?;
+        let mut walked = String::new();
+        for comp in dirs.split('/') {
+            if matches!(comp, "" | "." | "..") {
+                return Err(self.unsafe_path(path, "an empty, `.` or `..` component"));
+            }
+            walked.push('/');
+            walked.push_str(comp);
+            match mkdirat(fd.as_fd(), comp, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(self.errno(&walked, e)),
+            }
+            fd = match openat(fd.as_fd(), comp, DIR_FLAGS, Mode::empty()) {
+                Ok(next) => next,
+                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                    return Err(
+                        self.unsafe_path(path, format!("{walked} is a symlink or not a directory"))
+                    )
+                }
+                Err(e) => return Err(self.errno(&walked, e)),
+            };
+        }
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        openat(fd.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
+            .map(drop)
+            .map_err(|e| self.errno(path, e))
+    }
+
     fn mkdir_at(&self, parent: &Parent, path: &str) -> Result<()> {
         // Created private; the real mode is applied after the owner, on the open handle.
         mkdirat(

@@ -143,17 +143,7 @@ impl ManifestCache {
     pub fn manifest(&self, bundle: &str, version: u32) -> Option<CachedText> {
         manifest::validate_bundle_name(bundle).ok()?;
         let path = self.manifest_path(bundle, version);
-        let data = read_capped(&path, HEADER_MAX + limits::MANIFEST_TEXT)?;
-        let end = data
-            .iter()
-            .take(HEADER_MAX as usize)
-            .position(|&b| b == b'\n')?;
-        let header = std::str::from_utf8(&data[..end]).ok()?;
-        let meta = parse_header(header)?;
-        Some(CachedText {
-            text: data[end + 1..].to_vec(),
-            meta,
-        })
+        parse_cached(&read_capped(&path, HEADER_MAX + limits::MANIFEST_TEXT)?)
     }
 
     /// Keeps a verified MoM's text and signature.
@@ -283,6 +273,22 @@ fn read_capped(path: &Path, cap: u64) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     file.take(cap + 1).read_to_end(&mut data).ok()?;
     (data.len() as u64 <= cap).then_some(data)
+}
+
+/// The text of a manifest as this cache keeps it and the metadata it hashed with (its
+/// size left 0: the caller sets it); `None` when `data` is not in that form (swupd
+/// keeps the bare text).
+pub fn parse_cached(data: &[u8]) -> Option<CachedText> {
+    let end = data
+        .iter()
+        .take(HEADER_MAX as usize)
+        .position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&data[..end]).ok()?;
+    let meta = parse_header(header)?;
+    Some(CachedText {
+        text: data[end + 1..].to_vec(),
+        meta,
+    })
 }
 
 /// `chainup-manifest <mode in octal> <uid> <gid>`.

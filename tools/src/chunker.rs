@@ -13,16 +13,15 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{bail, Context, Result};
 use chainup::chunks::{self, chunk_id, Chunk, Delta, Index};
-use chainup::hash::{hash_bytes, Hash, Meta};
+use chainup::hash::{hash_bytes, Hash, Hasher, Meta};
 use chainup::limits;
 use chainup::manifest::{Entry, ImageKind, Manifest};
 use fastcdc::v2020::StreamCDC;
 use rayon::prelude::*;
 
-use crate::fullfile::{self, Compression};
-use crate::tee;
+use crate::fullfile::{Compression, HashingReader, ImageFrames};
 use crate::tree::{self, Item, Source};
-use crate::webroot::{write_atomic, Layout};
+use crate::webroot::{write_atomic, write_atomic_with, Layout};
 
 /// zstd level of a chunk: as the fullfiles' (fullfile.rs), most of the ratio at speed.
 const ZSTD_LEVEL: i32 = 9;
@@ -55,9 +54,8 @@ pub struct Fullfiles<'a> {
 /// `old` is the bundle's manifest in the previous release: when it has a `/core.index`,
 /// the delta from that index to the new one is stored too (docs/chunks.md).
 /// When the release publishes the image's fullfile (the image is new in it), the fullfile
-/// is written now, from the same read of the image and in parallel with the chunking
-/// (the two compressions are most of publishing's time); its hash and size go to
-/// `written`.
+/// is written now, from the same read of the image and the same compressed chunks
+/// (compressing is most of publishing's time); its hash and size go to `written`.
 pub fn index_items(
     webroot: &Path,
     images: &[Item],
@@ -112,8 +110,9 @@ pub fn index_items(
 }
 
 /// The fullfile `item` needs in this release, with its settings: none when the previous
-/// manifest has the same image (its line keeps the old version, as diff.rs decides) or
-/// the file is there already.
+/// manifest has the same image (its line keeps the old version, as diff.rs decides), the
+/// file is there already, or fullfiles are not zstd (the chunks' frames are zstd; the
+/// publisher then writes the fullfile on its own, publish.rs).
 fn needs_fullfile<'a>(
     item: &Item,
     old: Option<&Manifest>,
@@ -130,12 +129,15 @@ fn needs_fullfile<'a>(
         })
     });
     let dest = f.layout.fullfile(f.version, &item.hash);
-    (!kept && !dest.exists()).then_some((dest, *f))
+    let zstd = f.compression == Compression::Zstd;
+    (zstd && !kept && !dest.exists()).then_some((dest, *f))
 }
 
-/// Chunks the image `item` and, when `fullfile` says where, writes its fullfile in
-/// parallel, both from one read of the image; returns the chunking's stats, the index and
-/// the fullfile's size.
+/// Chunks the image `item` and, when `fullfile` says where, writes its fullfile from the
+/// same read and the same compressed chunks ([`ImageFrames`]), re-hashing the image as it
+/// is read: if it changed since it was scanned, publishing fails instead of serving a
+/// fullfile that does not match its name. Returns the chunking's stats, the index and the
+/// fullfile's size.
 fn publish_image(
     webroot: &Path,
     item: &Item,
@@ -149,31 +151,32 @@ fn publish_image(
         let (stats, index) = index_image(webroot, path, item.hash, index_out)?;
         return Ok((stats, index, None));
     };
+    let frames = ImageFrames::new(item, f.mtime)?;
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let (tee, mut readers) = tee::tee(2);
-    let (for_chunks, for_fullfile) = (readers.pop(), readers.pop());
-    let (for_chunks, for_fullfile) = (for_chunks.expect("two"), for_fullfile.expect("two"));
-    let (read, chunked, packed) = std::thread::scope(|s| {
-        let chunker = s.spawn(|| {
-            index_reader(webroot, for_chunks, item.hash, index_out)
-                .with_context(|| format!("chunking {}", path.display()))
-        });
-        let packer =
-            s.spawn(|| fullfile::write_image(item, for_fullfile, &dest, f.compression, f.mtime));
-        let read = tee.run(file);
-        (read, joined(chunker.join()), joined(packer.join()))
-    });
-    // The consumers' own errors say more than the reader's "a consumer stopped", and the
-    // one that failed first more than the one the stopped read failed.
-    let (stats, index, bytes) = match (chunked, packed) {
-        (Ok((stats, index)), Ok(bytes)) => (stats, index, bytes),
-        (Err(c), Err(p)) if tee::is_stop(&c) => return Err(p),
-        (Err(e), _) | (_, Err(e)) => return Err(e),
-    };
-    let read = read.with_context(|| format!("reading {}", path.display()))?;
-    if read != item.meta.size || index.size != read {
-        bail!("{} changed size while it was published", path.display());
-    }
+    let mut chunked = None;
+    let bytes = write_atomic_with(&dest, |out| {
+        out.write_all(&frames.head)?;
+        let mut hasher = Hasher::new(&item.meta, &[]);
+        let mut image = HashingReader::new(file, &mut hasher);
+        let done = index_reader(webroot, &mut image, item.hash, index_out, Some(out))
+            .with_context(|| format!("chunking {}", path.display()))?;
+        if image.count() != item.meta.size {
+            bail!("{} changed size while it was published", path.display());
+        }
+        let got = hasher.finish();
+        if got != item.hash {
+            bail!(
+                "{}: the image hashes to {got} now, but {} when it was scanned; did it change?",
+                path.display(),
+                item.hash
+            );
+        }
+        out.write_all(&frames.tail)?;
+        chunked = Some(done);
+        Ok(())
+    })
+    .with_context(|| format!("fullfile of {}", item.path))?;
+    let (stats, index) = chunked.expect("set when the fullfile was written");
     Ok((stats, index, Some(bytes)))
 }
 
@@ -217,10 +220,6 @@ fn write_delta(webroot: &Path, from: Hash, to: Hash, base: &Index, index: &Index
     Ok(packed.len() as u64)
 }
 
-fn joined<T>(r: std::thread::Result<Result<T>>) -> Result<T> {
-    r.unwrap_or_else(|_| Err(anyhow::anyhow!("a publishing thread panicked")))
-}
-
 /// Cuts `image` (whose swupd hash is `hash`) into chunks, stores the new ones under
 /// `webroot`, and writes the index text to `index_out`.
 pub fn index_image(
@@ -231,25 +230,28 @@ pub fn index_image(
 ) -> Result<(Stats, Index)> {
     let ctx = || format!("chunking {}", image.display());
     let file = File::open(image).with_context(ctx)?;
-    let done = index_reader(webroot, file, hash, index_out).with_context(ctx)?;
+    let done = index_reader(webroot, file, hash, index_out, None).with_context(ctx)?;
     if done.1.size != std::fs::metadata(image).with_context(ctx)?.len() {
         bail!("{} changed size while it was chunked", image.display());
     }
     Ok(done)
 }
 
-/// [`index_image`] over the image's bytes as a reader. Cutting runs on this thread while
-/// the batch cut before is hashed, compressed and stored on the rayon pool.
+/// [`index_image`] over the image's bytes as a reader; with `frames`, each chunk's
+/// compressed frame is also written there, in order (the image's fullfile). Cutting runs
+/// on this thread while the batch cut before is hashed, compressed and stored on the
+/// rayon pool.
 fn index_reader<R: Read>(
     webroot: &Path,
     image: R,
     hash: Hash,
     index_out: &Path,
+    frames: Option<&mut (dyn Write + Send)>,
 ) -> Result<(Stats, Index)> {
     // One batch stored while the next is cut: at most three batches in memory.
     let (tx, batches) = sync_channel::<Vec<Vec<u8>>>(1);
     let (cut, stored) = std::thread::scope(|s| {
-        let storer = s.spawn(move || store_batches(webroot, hash, batches));
+        let storer = s.spawn(move || store_batches(webroot, hash, batches, frames));
         let cut = cut_batches(image, &tx);
         drop(tx);
         let stored = storer
@@ -285,11 +287,13 @@ fn cut_batches<R: Read>(image: R, tx: &SyncSender<Vec<Vec<u8>>>) -> Result<()> {
     Ok(())
 }
 
-/// Stores the batches as they come, in parallel within each, and builds the index.
+/// Stores the batches as they come, in parallel within each, and builds the index; with
+/// `frames`, writes every chunk's frame there in order.
 fn store_batches(
     webroot: &Path,
     hash: Hash,
     batches: Receiver<Vec<Vec<u8>>>,
+    mut frames: Option<&mut (dyn Write + Send)>,
 ) -> Result<(Stats, Index)> {
     let mut index = Index {
         image: hash,
@@ -297,33 +301,62 @@ fn store_batches(
         chunks: Vec::new(),
     };
     let mut stats = Stats::default();
+    let want_frames = frames.is_some();
     for batch in batches {
         let stored = batch
             .par_iter()
-            .map(|data| store(webroot, data))
+            .map(|data| store(webroot, data, want_frames))
             .collect::<Result<Vec<_>>>()?;
-        for (data, (id, written)) in batch.iter().zip(stored) {
+        for (data, s) in batch.iter().zip(stored) {
             index.chunks.push(Chunk {
-                id,
+                id: s.id,
                 len: data.len() as u32,
             });
             index.size += data.len() as u64;
             stats.chunks += 1;
-            if let Some(bytes) = written {
+            if let Some(bytes) = s.written {
                 stats.stored += 1;
                 stats.stored_bytes += bytes;
+            }
+            if let (Some(out), Some(frame)) = (frames.as_mut(), s.frame) {
+                out.write_all(&frame)
+                    .context("writing the image's fullfile")?;
             }
         }
     }
     Ok((stats, index))
 }
 
-/// Stores one chunk unless the store has it; returns its id and the bytes written.
-fn store(webroot: &Path, data: &[u8]) -> Result<(Hash, Option<u64>)> {
+/// One chunk as [`store`] left it.
+struct Stored {
+    id: Hash,
+    /// The bytes written to the store, if the chunk was new to it.
+    written: Option<u64>,
+    /// Its compressed frame, when asked for.
+    frame: Option<Vec<u8>>,
+}
+
+/// Stores one chunk unless the store has it; with `want_frame`, also returns its frame:
+/// the one just written, or the store's own once it decompressed to `data` (a store copy
+/// that does not is written again).
+fn store(webroot: &Path, data: &[u8], want_frame: bool) -> Result<Stored> {
     let id = chunk_id(data);
     let path = webroot.join(chunks::store_path(&id));
     if path.exists() {
-        return Ok((id, None));
+        if !want_frame {
+            return Ok(Stored {
+                id,
+                written: None,
+                frame: None,
+            });
+        }
+        if let Some(frame) = stored_frame(&path, data) {
+            return Ok(Stored {
+                id,
+                written: None,
+                frame: Some(frame),
+            });
+        }
     }
     let packed = zstd::bulk::compress(data, ZSTD_LEVEL).context("compressing a chunk")?;
     let dir = path.parent().expect("store paths have a parent");
@@ -340,7 +373,23 @@ fn store(webroot: &Path, data: &[u8]) -> Result<(Hash, Option<u64>)> {
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .with_context(ctx)?;
     tmp.persist(&path).map_err(|e| e.error).with_context(ctx)?;
-    Ok((id, Some(packed.len() as u64)))
+    let written = Some(packed.len() as u64);
+    let frame = want_frame.then_some(packed);
+    Ok(Stored { id, written, frame })
+}
+
+/// The store's frame at `path` if it is one frame of exactly `data`.
+fn stored_frame(path: &Path, data: &[u8]) -> Option<Vec<u8>> {
+    let mut frame = Vec::new();
+    let bound = zstd::zstd_safe::compress_bound(data.len()) as u64;
+    File::open(path)
+        .ok()?
+        .take(bound + 1)
+        .read_to_end(&mut frame)
+        .ok()?;
+    let one_frame = zstd::zstd_safe::find_frame_compressed_size(&frame).ok() == Some(frame.len());
+    let plain = zstd::bulk::decompress(&frame, data.len()).ok()?;
+    (one_frame && plain == data).then_some(frame)
 }
 
 /// Makes every chunk written so far durable: one syncfs of the store's filesystem.

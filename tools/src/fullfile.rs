@@ -25,8 +25,8 @@ pub enum Compression {
 /// zstd level for file content: 19 takes minutes per GiB on one core, 9 keeps most of
 /// the ratio at several times the speed.
 const ZSTD_LEVEL: i32 = 9;
-/// Content at least this large is zstd-compressed by several threads (a core image: the
-/// publisher compresses it while it chunks it, chunker.rs). zstd's output does not depend
+/// Content at least this large is zstd-compressed by several threads (a large file of a
+/// tree; a chunked core image's fullfile is its chunks' frames, chunker.rs). zstd's output does not depend
 /// on the number of threads, as long as there is at least one worker (tested below), so
 /// the fullfile is the same on every machine; smaller files are not worth the threads.
 const MT_MIN: u64 = 32 << 20;
@@ -161,45 +161,64 @@ pub fn write(item: &Item, dest: &Path, compression: Compression, mtime: u64) -> 
     .with_context(|| format!("fullfile of {}", item.path))
 }
 
-/// Writes the fullfile of the image `item` (a regular file) to `dest` from `content`, its
-/// bytes as a reader the caller shares with other work (the chunker reads the same
-/// bytes: chunker.rs), re-hashing them as [`write`] does. Returns the size written.
-pub fn write_image<R: Read>(
-    item: &Item,
-    content: R,
-    dest: &Path,
-    compression: Compression,
-    mtime: u64,
-) -> Result<u64> {
-    let meta = item.meta;
-    if meta.kind != Kind::File || !matches!(item.source, Source::Image(_)) {
-        bail!("{}: not an image file", item.path);
+/// A core image's fullfile, made of zstd frames (chunker.rs): a frame holding the tar
+/// header, then the image's chunks as the chunk store holds them (each a frame), then a
+/// frame holding the tar's padding and end. zstd decoders (libarchive's, swupd's, the
+/// client's) read concatenated frames as one stream, so the tar inside is byte for byte
+/// what [`write`] would put there, and the image is compressed once for both uses.
+pub(crate) struct ImageFrames {
+    /// The frame before the chunks.
+    pub head: Vec<u8>,
+    /// The frame after them.
+    pub tail: Vec<u8>,
+}
+
+impl ImageFrames {
+    /// The frames around the chunks of the image `item`, named by its hash.
+    pub(crate) fn new(item: &Item, mtime: u64) -> Result<ImageFrames> {
+        let meta = item.meta;
+        if meta.kind != Kind::File || !matches!(item.source, Source::Image(_)) {
+            bail!("{}: not an image file", item.path);
+        }
+        let mut h = header(&meta, mtime);
+        h.set_path(item.hash.to_hex())?;
+        h.set_cksum();
+        let said = chainup::archive::header_meta(&h)?;
+        if said != meta {
+            bail!("{}: tar header would say {said:?}, not {meta:?}", item.path);
+        }
+        // The data is padded to whole 512-byte blocks; two zero blocks end the archive.
+        let pad = (512 - meta.size % 512) % 512;
+        let end = vec![0u8; pad as usize + 1024];
+        let frame =
+            |b: &[u8]| zstd::bulk::compress(b, ZSTD_LEVEL).context("compressing a tar frame");
+        Ok(ImageFrames {
+            head: frame(h.as_bytes())?,
+            tail: frame(&end)?,
+        })
     }
-    crate::webroot::write_atomic_with(dest, |out| {
-        let mut tar = tar::Builder::new(Encoder::for_content(out, compression, meta.size)?);
-        let mut hasher = Hasher::new(&meta, &[]);
-        let mut reader = HashingReader {
-            inner: content.take(meta.size),
-            hasher: &mut hasher,
+}
+
+/// Feeds what it reads into a hasher and counts it.
+pub(crate) struct HashingReader<'a, R> {
+    inner: R,
+    hasher: &'a mut Hasher,
+    count: u64,
+}
+
+impl<'a, R> HashingReader<'a, R> {
+    pub(crate) fn new(inner: R, hasher: &'a mut Hasher) -> HashingReader<'a, R> {
+        HashingReader {
+            inner,
+            hasher,
             count: 0,
-        };
-        let name = item.hash.to_hex();
-        tar.append_data(&mut header(&meta, mtime), name, &mut reader)?;
-        if reader.count != meta.size {
-            bail!("{}: the image changed size while it was read", item.path);
         }
-        let got = hasher.finish();
-        if got != item.hash {
-            bail!(
-                "{}: the image hashes to {got} now, but {} when it was scanned; did it change?",
-                item.path,
-                item.hash
-            );
-        }
-        tar.into_inner()?.finish()?;
-        Ok(())
-    })
-    .with_context(|| format!("fullfile of {}", item.path))
+    }
+
+    /// The bytes read so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
 }
 
 /// Appends `item` as the entry `name` (its hash in a fullfile, `staged/<hash>` in a
@@ -237,11 +256,7 @@ pub(crate) fn append_item<W: Write>(
             // opened exactly as scanned.
             let follow = matches!(item.source, Source::Image(_));
             let file = open_regular(path, meta.size, follow)?;
-            let mut reader = HashingReader {
-                inner: file.take(meta.size),
-                hasher: &mut hasher,
-                count: 0,
-            };
+            let mut reader = HashingReader::new(file.take(meta.size), &mut hasher);
             tar.append_data(&mut header(&meta, mtime), name, &mut reader)?;
             if reader.count != meta.size {
                 bail!(
@@ -298,13 +313,6 @@ fn append_symlink<W: Write>(
     }
     tar.append_data(&mut h, name, io::empty())?;
     Ok(())
-}
-
-/// Feeds what it reads into a hasher and counts it.
-struct HashingReader<'a, R> {
-    inner: R,
-    hasher: &'a mut Hasher,
-    count: u64,
 }
 
 impl<R: Read> Read for HashingReader<'_, R> {
@@ -413,30 +421,30 @@ mod tests {
     }
 
     #[test]
-    fn an_image_fullfile_from_a_shared_read_is_the_one_write_makes() {
+    fn an_image_fullfile_of_frames_holds_the_tar_write_makes() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("core");
-        let data: Vec<u8> = (0..(MT_MIN as u32 + 4097))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::write(&src, &data).unwrap();
-        let item = crate::tree::image_item(chainup::manifest::ImageKind::Core, &src).unwrap();
-        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
-        write(&item, &a, Compression::Zstd, 5).unwrap();
-        write_image(&item, &data[..], &b, Compression::Zstd, 5).unwrap();
-        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-        let (meta, name, got, _) = read_back(&b);
-        assert_eq!(name, item.hash.to_hex());
-        assert_eq!(hash_bytes(&meta, &got), item.hash);
-        let short = write_image(
-            &item,
-            &data[1..],
-            &dir.path().join("c.tar"),
-            Compression::Zstd,
-            5,
-        );
-        assert!(short.is_err());
-        assert!(!dir.path().join("c.tar").exists());
+        for len in [0usize, 511, 512, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&src, &data).unwrap();
+            let item = crate::tree::image_item(chainup::manifest::ImageKind::Core, &src).unwrap();
+            let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+            write(&item, &a, Compression::None, 5).unwrap();
+            let frames = ImageFrames::new(&item, 5).unwrap();
+            let mut framed = frames.head.clone();
+            for piece in data.chunks(30_000) {
+                framed.extend(zstd::bulk::compress(piece, 3).unwrap());
+            }
+            framed.extend(&frames.tail);
+            std::fs::write(&b, &framed).unwrap();
+            assert_eq!(
+                zstd::decode_all(&framed[..]).unwrap(),
+                std::fs::read(&a).unwrap()
+            );
+            let (meta, name, got, _) = read_back(&b);
+            assert_eq!(name, item.hash.to_hex());
+            assert_eq!(hash_bytes(&meta, &got), item.hash);
+        }
     }
 
     #[test]

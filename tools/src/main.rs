@@ -11,7 +11,6 @@ mod promote;
 mod publish;
 mod release;
 mod sign;
-mod tee;
 mod tree;
 mod webroot;
 
