@@ -277,6 +277,13 @@ fn bundle_list_deps_has_dep_status_and_orphans() {
     ok(swupd(&w, &["os-install", "-V", "10", "-B", "devtools"]));
     // devtools came with editors (included) and docs (optional).
     assert!(w.root.join("usr/share/doc/manual").exists());
+    // As swupd, the bundle asked for is also tracked where the installed system's swupd
+    // keeps its state; what came with it is not, nor is os-core, which was not named.
+    let swupd_tracked = std::fs::read_dir(w.root.join("var/lib/swupd/bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(swupd_tracked, ["devtools"]);
     let deps = ok(swupd(&w, &["bundle-list", "--deps", "devtools"]));
     assert_eq!(lines(&deps), ["docs", "editors", "os-core"]);
     let deps = ok(swupd(&w, &["bundle-list", "--deps", "editors"]));
@@ -318,6 +325,22 @@ fn bundle_list_deps_has_dep_status_and_orphans() {
     assert!(w.root.join("usr/bin/vim").exists());
     assert_eq!(code(&swupd(&w, &["bundle-remove", "--orphans", "-R"])), 15);
     assert_eq!(code(&swupd(&w, &["bundle-remove", "--orphans", "vim"])), 15);
+
+    // An empty tracking directory tracks nothing yet, as a missing one: every installed
+    // bundle counts as tracked, and the first bundle-add records them all.
+    let tracking = w.state.join("bundles");
+    for e in std::fs::read_dir(&tracking).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let orphans = ok(swupd(&w, &["bundle-list", "--orphans"]));
+    assert!(lines(&orphans).is_empty(), "{}", stdout(&orphans));
+    ok(swupd(&w, &["bundle-add", "docs"]));
+    let mut tracked = std::fs::read_dir(&tracking)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    tracked.sort();
+    assert_eq!(tracked, ["docs", "editors", "os-core"]);
 }
 
 #[test]
