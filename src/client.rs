@@ -16,6 +16,9 @@ use crate::source::{Source, SourceConfig};
 use crate::state::{CacheAccess, JournalRecord, Lock, ManifestCache, StateDir};
 use crate::{fsutil, version, Error, Result};
 
+/// swupd's configuration directory in a root: its presence makes the root a swupd system.
+const SWUPD_DEFAULTS: &str = "/usr/share/defaults/swupd";
+
 mod bundles;
 mod cache;
 pub use bundles::{Added, ListOptions, Listed, RemoveOptions, Removed};
@@ -506,10 +509,12 @@ impl<'o> Client<'o> {
             return Ok(Updated::Downloaded { to: target });
         };
         Tracking::new(&self.state).track(&names, &[])?;
-        // As swupd: the bundles named on the command line are also tracked where the
-        // installed system's own swupd state will be, so it knows what was asked for.
-        // The install stands whatever happens here: a failure is a warning.
-        for b in names.iter().filter(|b| bundles.contains(b)) {
+        // As swupd: on a system that carries swupd's own configuration, the bundles
+        // named on the command line are also tracked where its swupd keeps its state, so
+        // it knows what was asked for. The install stands whatever happens here: a
+        // failure is a warning.
+        let swupd_system = self.root.is_dir(SWUPD_DEFAULTS).unwrap_or(None) == Some(true);
+        for b in names.iter().filter(|b| swupd_system && bundles.contains(b)) {
             let tracked = crate::manifest::validate_bundle_name(b)
                 .map_err(|reason| Error::UnknownBundle(format!("{b}: {reason}")))
                 .and_then(|()| {

@@ -274,6 +274,8 @@ fn swupd_ini_config_gives_options_chainup_toml_and_the_command_line_win() {
 #[test]
 fn bundle_list_deps_has_dep_status_and_orphans() {
     let w = world();
+    // A root with swupd's configuration directory: a swupd system.
+    std::fs::create_dir_all(w.root.join("usr/share/defaults/swupd")).unwrap();
     ok(swupd(&w, &["os-install", "-V", "10", "-B", "devtools"]));
     // devtools came with editors (included) and docs (optional).
     assert!(w.root.join("usr/share/doc/manual").exists());

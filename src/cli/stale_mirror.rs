@@ -66,8 +66,15 @@ pub(super) fn check(
         "Using the central server {} for this update (the mirror configuration is kept)",
         central.0
     ));
-    settings.content_url = urls::with_port(central.0, g.port)?;
+    let mirror = std::mem::replace(
+        &mut settings.content_url,
+        urls::with_port(central.0, g.port)?,
+    );
     settings.version_url = urls::with_port(central.1, g.port)?;
+    // Nor is the mirror a further content URL for this run (cli/mod.rs adds swupd's
+    // mirror file as one).
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    settings.mirrors.retain(|m| !same(m, &mirror));
     Ok(())
 }
 
