@@ -181,6 +181,15 @@ fn root_loop_and_vfat_tests_skip_with_a_reason_without_root_or_mkfs_vfat() {
         &out,
         &["skipping: mounting a size-limited tmpfs needs root"],
     );
+
+    let Some(out) = run_unprivileged("progress", &[]) else {
+        return;
+    };
+    check(
+        "progress",
+        &out,
+        &["SKIP the_image_write_reports_its_progress_in_json_and_on_a_terminal: needs root"],
+    );
 }
 
 /// As root with loop devices but no `mkfs.vfat`, the loop-device test keeps going with a
