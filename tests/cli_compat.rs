@@ -669,6 +669,14 @@ fn a_mirror_with_a_bad_latest_or_far_behind_is_passed_over_for_the_central_serve
         asked.iter().all(|p| p.starts_with("/version/")),
         "{asked:?}"
     );
+
+    // A central server that fails is asked once, not through the retries (a site may run
+    // a mirror because the central server is out of reach): the mirror is used.
+    w.server.clear_log();
+    w.server.status("/version/format30/latest", 503);
+    let out = ok(update());
+    assert!(text(&out).contains("unable to determine"), "{}", text(&out));
+    assert_eq!(w.server.hits("/version/format30/latest"), 1);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::chain::{Chain, Signatures};
 use crate::client::Settings;
 use crate::config::Config;
 use crate::signature::TrustStore;
-use crate::source::Source;
+use crate::source::{Source, SourceConfig};
 use crate::swupd_config::{self as swupd, CONTENTURL, MIRROR_VERSIONURL, VERSIONURL};
 use crate::Result;
 
@@ -109,6 +109,8 @@ fn central_urls(
 }
 
 /// The version the signed `latest` at `version_url` names, checked as an update checks it.
+/// Asked once, without retries: a central server out of reach (the reason many sites run
+/// a mirror) must not hold up every update by the retry delays.
 fn signed_latest(settings: &Settings, version_url: &str) -> Result<u32> {
     let signatures = match settings.nosigcheck {
         true => Signatures::Skip,
@@ -117,7 +119,11 @@ fn signed_latest(settings: &Settings, version_url: &str) -> Result<u32> {
             settings.crl_path.as_deref(),
         )?),
     };
-    let source = || Source::new(version_url, &settings.source);
+    let once = SourceConfig {
+        retries: 0,
+        ..settings.source.clone()
+    };
+    let source = || Source::new(version_url, &once);
     let mut chain = Chain::new(source()?, source()?, signatures, settings.format);
     if settings.unsigned_latest {
         chain = chain.unsigned_latest();
