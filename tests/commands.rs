@@ -30,17 +30,6 @@ fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
     all
 }
 
-/// The world's manifest cache, where swupd keeps it: `STATEDIR/cache/<content URL with
-/// ':' and '/' as '_'>/manifest`.
-fn manifest_cache(w: &World) -> std::path::PathBuf {
-    let name = w
-        .server
-        .url()
-        .trim_end_matches('/')
-        .replace([':', '/'], "_");
-    w.state.join("cache").join(name).join("manifest")
-}
-
 /// How many files are under `dir` (0 when it does not exist).
 fn files_under(dir: &Path) -> usize {
     match dir.exists() {
@@ -187,7 +176,7 @@ fn search_file_finds_a_file_in_a_bundle_that_is_not_installed() {
 
     // The manifests are cached in the state directory: a server that lost them does
     // not matter to the next search.
-    let cached = manifest_cache(&w).join("10/Manifest.devtools");
+    let cached = w.manifest_cache().join("10/Manifest.devtools");
     assert!(cached.is_file());
     std::fs::rename(
         w.web("10/Manifest.devtools.tar"),
@@ -215,9 +204,9 @@ fn search_file_finds_a_file_in_a_bundle_that_is_not_installed() {
     assert_ne!(std::fs::read(&cached).unwrap(), b"not a manifest");
 
     // --init fetches everything and searches nothing.
-    std::fs::remove_dir_all(manifest_cache(&w)).unwrap();
+    std::fs::remove_dir_all(w.manifest_cache()).unwrap();
     ok(w.chainup(&["search-file", "--init"]));
-    assert!(manifest_cache(&w).join("10/Manifest.editors").is_file());
+    assert!(w.manifest_cache().join("10/Manifest.editors").is_file());
 }
 
 #[test]
@@ -234,9 +223,9 @@ fn clean_removes_caches_and_keeps_what_an_interrupted_update_needs() {
     assert!(staged_files > 0);
     // The downloaded release's MoM and changed manifest are cached too; without --all,
     // clean keeps only the installed release's.
-    let newer = files_under(&manifest_cache(&w).join("20"));
+    let newer = files_under(&w.manifest_cache().join("20"));
     assert!(newer > 0);
-    let kept = files_under(&manifest_cache(&w).join("10"));
+    let kept = files_under(&w.manifest_cache().join("10"));
 
     let out = ok(w.chainup(&["clean", "--dry-run"]));
     let s = stdout(&out);
@@ -254,11 +243,11 @@ fn clean_removes_caches_and_keeps_what_an_interrupted_update_needs() {
     );
     assert!(!staged.exists());
     // The installed release's manifests stay for the next search; --all takes them.
-    assert!(manifest_cache(&w).join("10/Manifest.os-core").is_file());
+    assert!(w.manifest_cache().join("10/Manifest.os-core").is_file());
     assert!(w.state.join("version-high-water-mark").exists());
     let s = stdout(&ok(w.chainup(&["clean", "--all"])));
     assert!(s.contains(&format!("{kept} files removed")), "{s}");
-    assert!(!manifest_cache(&w).exists());
+    assert!(!w.manifest_cache().exists());
 
     // An update killed after it wrote its journal: its staging area is kept.
     let out = w

@@ -37,19 +37,8 @@ fn world() -> World {
     w
 }
 
-/// The manifest cache, where swupd keeps it: `STATEDIR/cache/<content URL with ':' and
-/// '/' as '_'>/manifest`.
-fn cache_dir(w: &World) -> PathBuf {
-    let name = w
-        .server
-        .url()
-        .trim_end_matches('/')
-        .replace([':', '/'], "_");
-    w.state.join("cache").join(name).join("manifest")
-}
-
 fn cached(w: &World, rel: &str) -> PathBuf {
-    cache_dir(w).join(rel)
+    w.manifest_cache().join(rel)
 }
 
 fn size(path: &Path) -> u64 {
@@ -80,7 +69,7 @@ fn an_update_fetches_no_manifest_that_did_not_change() {
     ] {
         assert!(cached(&w, rel).is_file(), "os-install caches {rel}");
     }
-    let mode = std::fs::metadata(cache_dir(&w))
+    let mode = std::fs::metadata(w.manifest_cache())
         .unwrap()
         .permissions()
         .mode();
@@ -121,7 +110,7 @@ fn an_update_fetches_no_manifest_that_did_not_change() {
     // signature and both manifests more.
     copy(&root10, &w.root);
     copy(&state10, &w.state);
-    std::fs::remove_dir_all(cache_dir(&w)).unwrap();
+    std::fs::remove_dir_all(w.manifest_cache()).unwrap();
     w.server.clear_log();
     ok(w.chainup(&["update"]));
     let without_cache = w.server.bytes_sent();

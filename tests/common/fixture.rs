@@ -354,6 +354,18 @@ impl World {
         w
     }
 
+    /// The manifest cache, where swupd keeps it: `STATEDIR/cache/<content URL with ':'
+    /// and '/' as '_'>/manifest` (written out here, not taken from the library, so the
+    /// tests hold the client to swupd's layout).
+    pub fn manifest_cache(&self) -> PathBuf {
+        let name = self
+            .server
+            .url()
+            .trim_end_matches('/')
+            .replace([':', '/'], "_");
+        self.state.join("cache").join(name).join("manifest")
+    }
+
     /// A path under the webroot (`"20/Manifest.MoM"`).
     pub fn web(&self, rel: &str) -> PathBuf {
         self.web.join(rel)

@@ -181,12 +181,9 @@ impl ImageFrames {
             bail!("{}: not an image file", item.path);
         }
         let mut h = header(&meta, mtime);
+        check_header(&h, item)?;
         h.set_path(item.hash.to_hex())?;
         h.set_cksum();
-        let said = chainup::archive::header_meta(&h)?;
-        if said != meta {
-            bail!("{}: tar header would say {said:?}, not {meta:?}", item.path);
-        }
         // The data is padded to whole 512-byte blocks; two zero blocks end the archive.
         let pad = (512 - meta.size % 512) % 512;
         let end = vec![0u8; pad as usize + 1024];
@@ -231,11 +228,7 @@ pub(crate) fn append_item<W: Write>(
 ) -> Result<Hash> {
     let meta = item.meta;
     if meta.kind != Kind::Symlink {
-        // The client hashes what the header says: read it back the way the client does.
-        let said = chainup::archive::header_meta(&header(&meta, mtime))?;
-        if said != meta {
-            bail!("{}: tar header would say {said:?}, not {meta:?}", item.path);
-        }
+        check_header(&header(&meta, mtime), item)?;
     }
     let mut hasher = Hasher::new(&meta, &[]);
     match (&item.source, meta.kind) {
@@ -268,6 +261,20 @@ pub(crate) fn append_item<W: Write>(
         (source, kind) => bail!("no content for a {kind:?} from {source:?}"),
     }
     Ok(hasher.finish())
+}
+
+/// The client hashes what a tar header says: `h`, read back the way the client reads it,
+/// must say `item`'s metadata.
+fn check_header(h: &tar::Header, item: &Item) -> Result<()> {
+    let said = chainup::archive::header_meta(h)?;
+    if said != item.meta {
+        bail!(
+            "{}: tar header would say {said:?}, not {:?}",
+            item.path,
+            item.meta
+        );
+    }
+    Ok(())
 }
 
 /// Opens a regular file of the expected size; unless `follow`, a symlink planted in its
