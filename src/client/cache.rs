@@ -166,28 +166,49 @@ fn copy_object(src: &Path, dst: &Path, etype: EntryType) -> std::io::Result<bool
         return Ok(false);
     };
     let tmp = dst.with_extension("cache");
-    let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_file(&tmp);
+    let remove = |tmp: &Path| {
+        let _ = std::fs::remove_dir_all(tmp);
+        let _ = std::fs::remove_file(tmp);
+    };
+    remove(&tmp);
+    // Nothing is left under the temporary name when the copy fails part way.
+    let copied = place_object(src, &md, &tmp, etype).and_then(|placed| match placed {
+        true => std::fs::rename(&tmp, dst).map(|()| true),
+        false => Ok(false),
+    });
+    if !matches!(copied, Ok(true)) {
+        remove(&tmp);
+    }
+    copied
+}
+
+/// [`copy_object`]'s copy of `src` (whose metadata is `md`) to `tmp`; false when the
+/// cache's object is not of type `etype`.
+fn place_object(
+    src: &Path,
+    md: &std::fs::Metadata,
+    tmp: &Path,
+    etype: EntryType,
+) -> std::io::Result<bool> {
     match etype {
         EntryType::File if md.is_file() => {
-            std::fs::copy(src, &tmp)?;
+            std::fs::copy(src, tmp)?;
         }
         EntryType::Dir if md.is_dir() => {
-            std::fs::create_dir(&tmp)?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+            std::fs::create_dir(tmp)?;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
         }
         EntryType::Link if md.file_type().is_symlink() => {
-            std::os::unix::fs::symlink(std::fs::read_link(src)?, &tmp)?;
+            std::os::unix::fs::symlink(std::fs::read_link(src)?, tmp)?;
         }
         _ => return Ok(false),
     }
     // Only root may give an object away; otherwise the hash decides (an object with the
     // wrong owner is downloaded again).
-    let _ = std::os::unix::fs::lchown(&tmp, Some(md.uid()), Some(md.gid()));
+    let _ = std::os::unix::fs::lchown(tmp, Some(md.uid()), Some(md.gid()));
     if etype == EntryType::Dir {
         // chown may clear set-id bits; the mode is set again after it.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
     }
-    std::fs::rename(&tmp, dst)?;
     Ok(true)
 }
