@@ -18,6 +18,8 @@ pub mod commands;
 pub mod config;
 /// diagnose and repair: the root against its verified manifests.
 pub mod diagnose;
+/// Direct I/O where a file takes it, the page cache for the rest.
+pub mod direct_io;
 /// The library's error type and exit codes.
 pub mod error;
 /// Named crash points of the write path, for the crash tests.

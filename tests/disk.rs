@@ -136,3 +136,59 @@ fn a_disk_that_fills_while_staging_leaves_the_root_intact() {
     );
     ok(run(&mut cmd(&w, &disk.0, &["diagnose"])));
 }
+
+#[test]
+fn publishing_onto_a_full_disk_fails_cleanly_and_publishes_nothing() {
+    // The webroot on a small filesystem: a new 24 MiB core image needs it twice (fullfile
+    // and chunk store), written by the publisher's pipeline (cutting, storing, appending
+    // the fullfile); whichever step meets the full disk, the run must fail naming it and
+    // leave no release and no half-written file behind.
+    let w = World::new();
+    let bundles = format!("{}\n[bundles.core-image]\n", fixture::BUNDLES);
+    std::fs::write(&w.bundles_toml, bundles).unwrap();
+    w.sample(10);
+    let images = w.dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let core = noise(24 << 20, 10);
+    std::fs::write(images.join("core"), &core).unwrap();
+    std::fs::write(images.join("efi"), b"MZ test kernel\n").unwrap();
+    if !fixture::is_root() {
+        println!("skipping: mounting a size-limited tmpfs needs root");
+        return;
+    }
+    let Some(web) = Tmpfs::mount(&w.web, "32m") else {
+        println!("skipping: cannot mount a tmpfs here");
+        return;
+    };
+    let publish = || w.publish_images(10, "core-image", &images.join("core"), &images.join("efi"));
+
+    let out = publish();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("No space left"), "{}", text(&out));
+    assert!(!w.web.join("version/latest_version").exists());
+    assert!(!w.web.join("10/Manifest.MoM").exists());
+    let left: Vec<_> = walkdir::WalkDir::new(&w.web)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+
+    // With room, the same release publishes, reusing the chunks stored before the failure.
+    web.resize("128m");
+    ok(publish());
+    let hash = chainup::hash::hash_bytes(
+        &chainup::hash::Meta::file(0o644, 0, 0, core.len() as u64),
+        &core,
+    );
+    let fullfile = std::fs::read(w.web.join(format!("10/files/{hash}.tar"))).unwrap();
+    let mut tar = tar::Archive::new(chainup::archive::decompress(&fullfile[..]).unwrap());
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(
+        &mut tar.entries().unwrap().next().unwrap().unwrap(),
+        &mut got,
+    )
+    .unwrap();
+    assert!(got == core, "the fullfile holds another image");
+}

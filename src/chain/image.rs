@@ -27,9 +27,8 @@ use crate::{Error, Result};
 
 /// Bytes moved per read and write: large, so a block device sees few, big requests.
 pub const IMAGE_BUF: usize = 4 << 20;
-/// Where the bytes of a [`Block`] start in memory: a page, enough for direct I/O to any
-/// device whose logical blocks are 512 or 4096 bytes.
-pub const BLOCK_ALIGN: usize = 4096;
+/// Where the bytes of a [`Block`] start in memory, ready for direct I/O.
+pub use crate::direct_io::BLOCK_ALIGN;
 const BLOCK: usize = 512;
 
 /// The metadata an image payload is hashed with (docs/formats.md): a regular file, 0644,

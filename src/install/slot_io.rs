@@ -28,9 +28,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use nix::fcntl::{fcntl, posix_fadvise, FcntlArg, OFlag, PosixFadviseAdvice};
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
 use crate::chain::{Block, CopyCheck, BLOCK_ALIGN, IMAGE_BUF};
+use crate::direct_io::{aligned, Direct};
 use crate::{Error, Result};
 
 /// Buffered blocks whose writeback may be under way at once before the writer waits for
@@ -47,55 +48,6 @@ const FLUSH_EVERY: u64 = 256 << 20;
 
 /// Ranges announced to the reader and not yet taken, at most (they are only offsets).
 pub const READ_BEHIND: usize = 64;
-
-/// Direct I/O on a descriptor, switched per request: on for aligned ones while the file
-/// takes it, off for the others.
-struct Direct {
-    /// Whether O_DIRECT is set now; `None` once the file refused it (then it is off).
-    now: Option<bool>,
-}
-
-impl Direct {
-    fn new() -> Direct {
-        Direct { now: Some(false) }
-    }
-
-    /// Sets O_DIRECT on or off; `Ok(false)` if on was asked and the file refuses it.
-    fn set(&mut self, file: &File, on: bool) -> io::Result<bool> {
-        match self.now {
-            Some(now) if now == on => return Ok(true),
-            None => return Ok(!on),
-            Some(_) => {}
-        }
-        let flags = OFlag::from_bits_truncate(fcntl(file.as_fd(), FcntlArg::F_GETFL)?);
-        let want = if on {
-            flags | OFlag::O_DIRECT
-        } else {
-            flags - OFlag::O_DIRECT
-        };
-        match fcntl(file.as_fd(), FcntlArg::F_SETFL(want)) {
-            Ok(_) => self.now = Some(on),
-            Err(nix::errno::Errno::EINVAL) if on => self.now = None,
-            Err(e) => return Err(e.into()),
-        }
-        Ok(self.now == Some(on))
-    }
-
-    /// The file took O_DIRECT but failed a request with it: off for good.
-    fn refused(&mut self, file: &File, e: &io::Error) -> io::Result<()> {
-        log::debug!("direct I/O refused ({e}); going through the page cache");
-        self.set(file, false)?;
-        self.now = None;
-        Ok(())
-    }
-}
-
-/// Whether a write or read of `len` bytes at `pos` from `buf` qualifies for direct I/O.
-fn aligned(buf: &[u8], pos: u64) -> bool {
-    buf.as_ptr() as usize % BLOCK_ALIGN == 0
-        && buf.len() % BLOCK_ALIGN == 0
-        && pos % BLOCK_ALIGN as u64 == 0
-}
 
 /// Writes the image into a slot from its start and tells the reader, in order, how far
 /// the slot is on the device.

@@ -14,6 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{bail, Context, Result};
 use chainup::chunks::{self, chunk_id, Chunk, Delta, Index};
+use chainup::direct_io::{DirectWriter, BLOCK_ALIGN};
 use chainup::hash::{hash_bytes, Hash, Hasher, Meta};
 use chainup::limits;
 use chainup::manifest::{Entry, ImageKind, Manifest};
@@ -29,6 +30,9 @@ const ZSTD_LEVEL: i32 = 9;
 /// Chunks cut before they are hashed and stored together, in parallel: 64 of at most
 /// 256 KiB bound the memory to 16 MiB whatever the image size.
 const BATCH: usize = 64;
+/// Threads storing chunks per core: a thread waits while its chunk goes to the disk
+/// (direct I/O), and another one compresses meanwhile.
+const STORERS_PER_CORE: usize = 2;
 
 /// What chunking one image did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -239,9 +243,9 @@ pub fn index_image(
 }
 
 /// [`index_image`] over the image's bytes as a reader; with `frames`, each chunk's
-/// compressed frame is also written there, in order (the image's fullfile). Cutting runs
-/// on this thread while the batch cut before is hashed, compressed and stored on the
-/// rayon pool.
+/// compressed frame is also written there, in order (the image's fullfile). A pipeline:
+/// this thread cuts, a pool stores the batch cut before (hash, compress, write), another
+/// thread writes the batch stored before that to `frames`.
 fn index_reader<R: Read>(
     webroot: &Path,
     image: R,
@@ -249,24 +253,50 @@ fn index_reader<R: Read>(
     index_out: &Path,
     frames: Option<&mut (dyn Write + Send)>,
 ) -> Result<(Stats, Index)> {
-    // One batch stored while the next is cut: at most three batches in memory.
+    // At most two batches waiting at each step: memory stays a few dozen MiB.
     let (tx, batches) = sync_channel::<Vec<Vec<u8>>>(1);
-    let (cut, stored) = std::thread::scope(|s| {
-        let storer = s.spawn(move || store_batches(webroot, hash, batches, frames));
+    let (frames_tx, frames_rx) = sync_channel::<Vec<Vec<u8>>>(1);
+    let frames_tx = frames.is_some().then_some(frames_tx);
+    let storers = rayon::ThreadPoolBuilder::new()
+        .num_threads(STORERS_PER_CORE * rayon::current_num_threads())
+        .thread_name(|i| format!("chunk-store-{i}"))
+        .build()
+        .context("starting the chunk store's threads")?;
+    let (cut, stored, written) = std::thread::scope(|s| {
+        let writer = frames.map(|out| s.spawn(move || write_frames(out, frames_rx)));
+        let storer =
+            s.spawn(move || storers.install(|| store_batches(webroot, hash, batches, frames_tx)));
         let cut = cut_batches(image, &tx);
         drop(tx);
         let stored = storer
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the chunk store thread panicked")));
-        (cut, stored)
+        let written = writer.map_or(Ok(()), |w| {
+            w.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the fullfile writer panicked")))
+        });
+        (cut, stored, written)
     });
-    // The store's error first: a failed store stops the cutting, whose error only says so.
+    // Each step's own error first: a step that fails stops the one before it, whose error
+    // only says so.
+    written?;
     let (stats, index) = stored?;
     cut?;
     sync_store(webroot)?;
     std::fs::write(index_out, index.serialize())
         .with_context(|| format!("writing {}", index_out.display()))?;
     Ok((stats, index))
+}
+
+/// Writes the frames of each batch to `out`, in order, until the storers are done.
+fn write_frames(out: &mut (dyn Write + Send), batches: Receiver<Vec<Vec<u8>>>) -> Result<()> {
+    for batch in batches {
+        for frame in batch {
+            out.write_all(&frame)
+                .context("writing the image's fullfile")?;
+        }
+    }
+    Ok(())
 }
 
 /// Cuts `image` by FastCDC and sends the chunks in batches of [`BATCH`].
@@ -289,12 +319,12 @@ fn cut_batches<R: Read>(image: R, tx: &SyncSender<Vec<Vec<u8>>>) -> Result<()> {
 }
 
 /// Stores the batches as they come, in parallel within each, and builds the index; with
-/// `frames`, writes every chunk's frame there in order.
+/// `frames`, sends each batch's frames there, in order.
 fn store_batches(
     webroot: &Path,
     hash: Hash,
     batches: Receiver<Vec<Vec<u8>>>,
-    mut frames: Option<&mut (dyn Write + Send)>,
+    frames: Option<SyncSender<Vec<Vec<u8>>>>,
 ) -> Result<(Stats, Index)> {
     let mut index = Index {
         image: hash,
@@ -308,6 +338,7 @@ fn store_batches(
             .par_iter()
             .map(|data| store(webroot, data, want_frames))
             .collect::<Result<Vec<_>>>()?;
+        let mut batch_frames = Vec::with_capacity(stored.len());
         for (data, s) in batch.iter().zip(stored) {
             index.chunks.push(Chunk {
                 id: s.id,
@@ -319,9 +350,11 @@ fn store_batches(
                 stats.stored += 1;
                 stats.stored_bytes += bytes;
             }
-            if let (Some(out), Some(frame)) = (frames.as_mut(), s.frame) {
-                out.write_all(&frame)
-                    .context("writing the image's fullfile")?;
+            batch_frames.extend(s.frame);
+        }
+        if let Some(tx) = &frames {
+            if tx.send(batch_frames).is_err() {
+                bail!("the fullfile writer stopped");
             }
         }
     }
@@ -365,11 +398,15 @@ fn store(webroot: &Path, data: &[u8], want_frame: bool) -> Result<Stored> {
     std::fs::create_dir_all(dir).with_context(ctx)?;
     // Not synced one by one (tens of thousands per image): the whole filesystem is synced
     // once at the end, before the manifests that name the chunks are written.
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(ctx)?;
-    tmp.write_all(&packed).with_context(ctx)?;
+    // Its whole blocks straight to the disk (there are gigabytes of chunks in a new image),
+    // the tail through the page cache.
+    let mut w = DirectWriter::new(tmp.as_file(), packed.len() / BLOCK_ALIGN * BLOCK_ALIGN);
+    w.write_all(&packed).with_context(ctx)?;
+    w.finish().with_context(ctx)?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .with_context(ctx)?;

@@ -2,12 +2,13 @@
 //! its final name complete and synced, or not at all.
 
 use std::fs::{File, Permissions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use chainup::direct_io::DirectWriter;
 
 /// Paths of the swupd server layout below a webroot.
 #[derive(Debug, Clone)]
@@ -76,12 +77,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<u64> {
     Ok(data.len() as u64)
 }
 
+/// Bytes a big file is written in, with direct I/O: a published core image or pack would
+/// otherwise pass through the page cache, gigabytes that no one reads back soon.
+const DIRECT_WRITE: usize = 1 << 20;
+
 /// Creates `path` atomically from what `fill` writes: a temporary file in the same
 /// directory, synced, made world-readable (a web server serves it), then renamed. The
 /// directory itself is synced later by [`sync_dir`], once per batch of files.
 pub fn write_atomic_with(
     path: &Path,
-    fill: impl FnOnce(&mut BufWriter<&File>) -> Result<()>,
+    fill: impl FnOnce(&mut DirectWriter<'_>) -> Result<()>,
 ) -> Result<u64> {
     let dir = path.parent().expect("webroot paths have a parent");
     let ctx = || format!("writing {}", path.display());
@@ -90,16 +95,13 @@ pub fn write_atomic_with(
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(ctx)?;
-    {
-        let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-        fill(&mut w).with_context(ctx)?;
-        w.flush().with_context(ctx)?;
-    }
+    let mut w = DirectWriter::new(tmp.as_file(), DIRECT_WRITE);
+    fill(&mut w).with_context(ctx)?;
+    let len = w.finish().with_context(ctx)?;
     let file = tmp.as_file();
     file.set_permissions(Permissions::from_mode(0o644))
         .with_context(ctx)?;
     file.sync_all().with_context(ctx)?;
-    let len = file.metadata().with_context(ctx)?.len();
     tmp.persist(path).map_err(|e| e.error).with_context(ctx)?;
     Ok(len)
 }
