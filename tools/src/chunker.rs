@@ -28,7 +28,8 @@ use crate::webroot::{write_atomic, write_atomic_with, Layout};
 /// zstd level of a chunk: as the fullfiles' (fullfile.rs), most of the ratio at speed.
 const ZSTD_LEVEL: i32 = 9;
 /// Chunks cut before they are hashed and stored together, in parallel: 64 of at most
-/// 256 KiB bound the memory to 16 MiB whatever the image size.
+/// 256 KiB are 16 MiB, and a few batches are in flight (`index_reader`), whatever the
+/// image size.
 const BATCH: usize = 64;
 /// Threads storing chunks per core: a thread waits while its chunk goes to the disk
 /// (direct I/O), and another one compresses meanwhile.
@@ -253,7 +254,8 @@ fn index_reader<R: Read>(
     index_out: &Path,
     frames: Option<&mut (dyn Write + Send)>,
 ) -> Result<(Stats, Index)> {
-    // At most two batches waiting at each step: memory stays a few dozen MiB.
+    // One batch waiting between steps: at most three of chunks (cutting, waiting, being
+    // stored) and three of frames (being stored, waiting, being written).
     let (tx, batches) = sync_channel::<Vec<Vec<u8>>>(1);
     let (frames_tx, frames_rx) = sync_channel::<Vec<Vec<u8>>>(1);
     let frames_tx = frames.is_some().then_some(frames_tx);
