@@ -155,12 +155,7 @@ fn crash_sweep_over_an_update_of_thousands_of_files() {
             text(&out)
         );
         ok(run(&mut cmd(&w, &root, &state, &["diagnose"])));
-        let debris: Vec<_> = walkdir::WalkDir::new(&root)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".chainup"))
-            .map(|e| e.path().display().to_string())
-            .collect();
+        let debris = fixture::named_like(&root, ".chainup");
         assert!(debris.is_empty(), "{moment}: {debris:?}");
         assert!(!state.join("journal.json").exists(), "{moment}");
         std::fs::remove_dir_all(&here).unwrap();

@@ -59,12 +59,18 @@ fn cmd(w: &World, disk: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A tmpfs of `size` for the world's root and state directory ([`cmd`]).
 fn small_disk(w: &World, size: &str) -> Option<Tmpfs> {
+    small_disk_at(&w.dir.path().join("disk"), size)
+}
+
+/// A tmpfs of `size` on `dir`, or `None` with the reason printed.
+fn small_disk_at(dir: &Path, size: &str) -> Option<Tmpfs> {
     if !fixture::is_root() {
         println!("skipping: mounting a size-limited tmpfs needs root");
         return None;
     }
-    let disk = Tmpfs::mount(&w.dir.path().join("disk"), size);
+    let disk = Tmpfs::mount(dir, size);
     if disk.is_none() {
         println!("skipping: cannot mount a tmpfs here");
     }
@@ -152,12 +158,7 @@ fn publishing_onto_a_full_disk_fails_cleanly_and_publishes_nothing() {
     let core = noise(24 << 20, 10);
     std::fs::write(images.join("core"), &core).unwrap();
     std::fs::write(images.join("efi"), b"MZ test kernel\n").unwrap();
-    if !fixture::is_root() {
-        println!("skipping: mounting a size-limited tmpfs needs root");
-        return;
-    }
-    let Some(web) = Tmpfs::mount(&w.web, "32m") else {
-        println!("skipping: cannot mount a tmpfs here");
+    let Some(web) = small_disk_at(&w.web, "32m") else {
         return;
     };
     let publish = || w.publish_images(10, "core-image", &images.join("core"), &images.join("efi"));
@@ -167,12 +168,7 @@ fn publishing_onto_a_full_disk_fails_cleanly_and_publishes_nothing() {
     assert!(text(&out).contains("No space left"), "{}", text(&out));
     assert!(!w.web.join("version/latest_version").exists());
     assert!(!w.web.join("10/Manifest.MoM").exists());
-    let left: Vec<_> = walkdir::WalkDir::new(&w.web)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-        .map(|e| e.path().display().to_string())
-        .collect();
+    let left = fixture::named_like(&w.web, ".tmp-");
     assert!(left.is_empty(), "temporaries left: {left:?}");
 
     // With room, the same release publishes, reusing the chunks stored before the failure.

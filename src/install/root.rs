@@ -292,37 +292,31 @@ impl TargetRoot {
 
     /// Creates the empty file `path` unless it exists: a fixed bookkeeping path of the
     /// installed system (swupd's tracking of the bundles asked for), never release content.
-    /// Missing directories on the way are made 0755; none may be a symlink.
+    /// Missing directories on the way are made 0755; each step is [`TargetRoot::parent`]'s
+    /// walk, so none may be a symlink.
     pub fn touch_state_file(&self, path: &str) -> Result<()> {
-        let Some((dirs, name)) = path.trim_start_matches('/').rsplit_once('/') else {
-            return Err(self.unsafe_path(path, "not below a directory"));
-        };
-        let mut fd = self.fd.try_clone().map_err(|e| Error::io(&self.path, e))?;
-        let mut walked = String::new();
-        for comp in dirs.split('/') {
-            if matches!(comp, "" | "." | "..") {
-                return Err(self.unsafe_path(path, "an empty, `.` or `..` component"));
-            }
-            walked.push('/');
-            walked.push_str(comp);
-            match mkdirat(fd.as_fd(), comp, Mode::from_bits_truncate(0o755)) {
+        let dirs = path.match_indices('/').skip(1).map(|(end, _)| &path[..end]);
+        for dir in dirs {
+            let parent = self.require_parent(dir)?;
+            match mkdirat(
+                parent.fd.as_fd(),
+                parent.name,
+                Mode::from_bits_truncate(0o755),
+            ) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(self.errno(&walked, e)),
+                Err(e) => return Err(self.errno(dir, e)),
             }
-            fd = match openat(fd.as_fd(), comp, DIR_FLAGS, Mode::empty()) {
-                Ok(next) => next,
-                Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
-                    return Err(
-                        self.unsafe_path(path, format!("{walked} is a symlink or not a directory"))
-                    )
-                }
-                Err(e) => return Err(self.errno(&walked, e)),
-            };
         }
+        let parent = self.require_parent(path)?;
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        openat(fd.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
-            .map(drop)
-            .map_err(|e| self.errno(path, e))
+        openat(
+            parent.fd.as_fd(),
+            parent.name,
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(drop)
+        .map_err(|e| self.errno(path, e))
     }
 
     fn mkdir_at(&self, parent: &Parent, path: &str) -> Result<()> {
@@ -667,6 +661,27 @@ mod tests {
         assert!(root
             .make_dir(&rp("/usr/lib/x"), &Meta::dir(0o755, uid, gid))
             .is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_state_file_is_made_with_its_directories_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TargetRoot::open(dir.path(), Create::Never).unwrap();
+        root.touch_state_file("/var/lib/swupd/bundles/os-core")
+            .unwrap();
+        root.touch_state_file("/var/lib/swupd/bundles/os-core")
+            .unwrap();
+        let md = std::fs::metadata(dir.path().join("var/lib/swupd/bundles/os-core")).unwrap();
+        assert!(md.is_file() && md.len() == 0);
+
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("var/lib/other")).unwrap();
+        let err = root
+            .touch_state_file("/var/lib/other/bundles/x")
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 

@@ -301,6 +301,17 @@ impl World {
 /// What a tree holds: per path, its type, mode, owner and content (or link target).
 pub type Snapshot = BTreeMap<String, (String, u32, u32, u32, Vec<u8>)>;
 
+/// Every path under `dir` whose name starts with `prefix` (temporaries, debris), sorted.
+pub fn named_like(dir: &Path, prefix: &str) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
 /// Reads every entry under `dir` (not following symlinks), skipping paths under `skip`.
 pub fn snapshot(dir: &Path, skip: &[&str]) -> Snapshot {
     let mut out = Snapshot::new();

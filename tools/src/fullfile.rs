@@ -26,9 +26,10 @@ pub enum Compression {
 /// the ratio at several times the speed.
 const ZSTD_LEVEL: i32 = 9;
 /// Content at least this large is zstd-compressed by several threads (a large file of a
-/// tree; a chunked core image's fullfile is its chunks' frames, chunker.rs). zstd's output does not depend
-/// on the number of threads, as long as there is at least one worker (tested below), so
-/// the fullfile is the same on every machine; smaller files are not worth the threads.
+/// tree; a chunked core image's fullfile is its chunks' frames, chunker.rs). zstd's
+/// output does not depend on the number of threads, as long as there is at least one
+/// worker (tested below), so the fullfile is the same on every machine; smaller files
+/// are not worth the threads.
 const MT_MIN: u64 = 32 << 20;
 /// xz preset, for manifests and `--compression xz`.
 const XZ_PRESET: u32 = 6;
